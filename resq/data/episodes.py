@@ -1,0 +1,204 @@
+"""Episodes as padded tensors, and the replay buffer that stores them.
+
+This module alone knows the storage layout. An episode batch of B episodes with room for T steps holds
+
+    obs (B, T+1, N, O)   state (B, T+1, S)   avail (B, T+1, N, A)    rows 0..T: what was observed
+    actions (B, T, N)    reward (B, T, 1)    terminated (B, T, 1)    rows 0..T-1: what was done
+    filled (B, T, 1)     1 where step t was really taken, 0 in the padding after an episode ended
+
+Observation row t is what the agents saw before acting at step t; row t+1 is what followed. Learners
+never slice time themselves: `current(x)` gives the rows that predictions use (0..T-1) and
+`following(x)` the rows that targets use (1..T), and `prev_actions_onehot` gives the last-action
+input the agent network sees at every observation row.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+
+import torch
+import torch.nn.functional as F
+
+from envs import EnvSpec, TimeStep
+
+
+@dataclass
+class EpisodeBatch:
+    """B padded episodes (shapes in the module docstring) plus counters from the collector."""
+
+    obs: torch.Tensor
+    state: torch.Tensor
+    avail: torch.Tensor
+    actions: torch.Tensor
+    reward: torch.Tensor
+    terminated: torch.Tensor
+    filled: torch.Tensor
+    battle_won: torch.Tensor
+    info: dict[str, float] = field(default_factory=dict)
+
+    @classmethod
+    def empty(cls, spec: EnvSpec, batch_size: int, max_steps: int | None = None) -> EpisodeBatch:
+        b, t = batch_size, max_steps or spec.episode_limit
+        n, a = spec.n_agents, spec.n_actions
+        return cls(
+            obs=torch.zeros(b, t + 1, n, spec.obs_dim),
+            state=torch.zeros(b, t + 1, spec.state_dim),
+            avail=torch.zeros(b, t + 1, n, a, dtype=torch.bool),
+            actions=torch.zeros(b, t, n, dtype=torch.long),
+            reward=torch.zeros(b, t, 1),
+            terminated=torch.zeros(b, t, 1),
+            filled=torch.zeros(b, t, 1),
+            battle_won=torch.zeros(b, dtype=torch.bool),
+        )
+
+    # ---- sizes -------------------------------------------------------------------------------
+    @property
+    def batch_size(self) -> int:
+        return self.actions.shape[0]
+
+    @property
+    def max_steps(self) -> int:
+        return self.actions.shape[1]
+
+    @property
+    def lengths(self) -> torch.Tensor:
+        """(B,) number of steps taken in each episode."""
+        return self.filled[..., 0].sum(1).long()
+
+    @property
+    def n_steps(self) -> int:
+        return int(self.filled.sum())
+
+    @property
+    def returns(self) -> torch.Tensor:
+        """(B,) undiscounted episode returns."""
+        return (self.reward * self.filled)[..., 0].sum(1)
+
+    # ---- the t / t+1 alignment ----------------------------------------------------------------
+    @staticmethod
+    def current(x: torch.Tensor) -> torch.Tensor:
+        """Observation-aligned (B, T+1, ...) -> rows 0..T-1, where actions were chosen."""
+        return x[:, :-1]
+
+    @staticmethod
+    def following(x: torch.Tensor) -> torch.Tensor:
+        """Observation-aligned (B, T+1, ...) -> rows 1..T, the observations that followed."""
+        return x[:, 1:]
+
+    @property
+    def mask(self) -> torch.Tensor:
+        """(B, T, 1) float: 1 where step t was taken."""
+        return self.filled
+
+    @property
+    def prev_actions_onehot(self) -> torch.Tensor:
+        """(B, T+1, N, A): one-hot of the action taken before each observation row; zeros at row 0."""
+        onehot = F.one_hot(self.actions, self.avail.shape[-1]).float()  # (B, T, N, A)
+        return F.pad(onehot, (0, 0, 0, 0, 1, 0))  # (B, T+1, N, A)
+
+    def prev_actions_onehot_at(self, t: int) -> torch.Tensor:
+        """(B, N, A): the last-action input at observation row t, for acting step by step."""
+        if t == 0:
+            return torch.zeros_like(self.avail[:, 0], dtype=torch.float32)
+        return F.one_hot(self.actions[:, t - 1], self.avail.shape[-1]).float()
+
+    # ---- writing, for the collector ------------------------------------------------------------
+    def write_observation(self, t: int, step: TimeStep, rows: torch.Tensor | None = None) -> None:
+        """Store what the envs showed at observation row t (for `rows`, default all)."""
+        rows = slice(None) if rows is None else rows
+        self.obs[rows, t] = step.obs[rows]
+        self.state[rows, t] = step.state[rows]
+        self.avail[rows, t] = step.avail[rows]
+
+    def write_transition(self, t: int, actions: torch.Tensor, step: TimeStep, active: torch.Tensor) -> None:
+        """Store step t: the actions taken and what came back, for the envs still `active` (B,) bool."""
+        act = active.float()[:, None]
+        self.actions[active, t] = actions[active]
+        self.reward[:, t] = step.reward[:, None] * act
+        # A time-limit end (truncated) is not terminal: the target bootstraps from row t+1.
+        self.terminated[:, t] = step.terminated.float()[:, None] * act
+        self.filled[:, t] = act
+        if step.battle_won is not None:
+            self.battle_won |= step.battle_won & active
+
+    def select(self, rows) -> EpisodeBatch:
+        """The episodes at `rows` (an index tensor or slice), with the same counters."""
+        return EpisodeBatch(**{name: getattr(self, name)[rows] for name in _STORED}, info=dict(self.info))
+
+    def truncate(self, max_steps: int) -> EpisodeBatch:
+        """The same episodes with time cut to `max_steps` steps (drops all-padding columns)."""
+        return EpisodeBatch(
+            obs=self.obs[:, : max_steps + 1],
+            state=self.state[:, : max_steps + 1],
+            avail=self.avail[:, : max_steps + 1],
+            actions=self.actions[:, :max_steps],
+            reward=self.reward[:, :max_steps],
+            terminated=self.terminated[:, :max_steps],
+            filled=self.filled[:, :max_steps],
+            battle_won=self.battle_won,
+            info=dict(self.info),
+        )
+
+
+_STORED = [f.name for f in fields(EpisodeBatch) if f.name != "info"]
+
+
+class EpisodeBuffer:
+    """A ring buffer of whole episodes, preallocated for `capacity` episodes of up to `spec.episode_limit` steps.
+
+    `sample` draws episodes uniformly and cuts time to the longest episode drawn, so short episodes
+    do not pay for the padding of the longest possible one.
+    """
+
+    def __init__(self, spec: EnvSpec, capacity: int) -> None:
+        if capacity < 1:
+            raise ValueError(f"buffer capacity must be >= 1 episode, got {capacity}")
+        self.spec = spec
+        self.capacity = capacity
+        self._storage = EpisodeBatch.empty(spec, capacity)
+        self._next = 0
+        self._size = 0
+
+    def __len__(self) -> int:
+        return self._size
+
+    def can_sample(self, batch_size: int) -> bool:
+        return self._size >= batch_size
+
+    def insert(self, episodes: EpisodeBatch) -> None:
+        b = episodes.batch_size
+        if b > self.capacity:
+            raise ValueError(f"cannot insert {b} episodes into a buffer of capacity {self.capacity}")
+        idx = (torch.arange(b) + self._next) % self.capacity
+        t = episodes.max_steps
+        for name in _STORED:
+            src, dst = getattr(episodes, name), getattr(self._storage, name)
+            if name == "battle_won":
+                dst[idx] = src
+            elif src.shape[1] == t + 1:  # observation-aligned
+                dst[idx, : t + 1] = src
+                dst[idx, t + 1 :] = 0
+            else:  # step-aligned
+                dst[idx, :t] = src
+                dst[idx, t:] = 0
+        self._next = int((self._next + b) % self.capacity)
+        self._size = min(self._size + b, self.capacity)
+
+    def sample(self, batch_size: int, generator: torch.Generator | None = None) -> EpisodeBatch:
+        if not self.can_sample(batch_size):
+            raise ValueError(f"buffer holds {self._size} episodes, cannot sample {batch_size}")
+        idx = torch.randperm(self._size, generator=generator)[:batch_size]
+        batch = self._storage.select(idx)
+        return batch.truncate(int(batch.lengths.max()))
+
+    def state_dict(self) -> dict:
+        return {
+            "next": self._next,
+            "size": self._size,
+            **{name: getattr(self._storage, name)[: self._size].clone() for name in _STORED},
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self._next, self._size = int(state["next"]), int(state["size"])
+        for name in _STORED:
+            getattr(self._storage, name)[: self._size] = state[name]
