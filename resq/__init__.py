@@ -1,0 +1,1 @@
+"""ResQ suite: value factorization for cooperative multi-agent RL."""

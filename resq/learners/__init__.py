@@ -1,0 +1,6 @@
+"""LightningModules: one per genuinely different training step."""
+
+from resq.learners.errors import IncompatibleComponentsError, NonFiniteLossError
+from resq.learners.value_factorization import ValueFactorization
+
+__all__ = ["IncompatibleComponentsError", "NonFiniteLossError", "ValueFactorization"]

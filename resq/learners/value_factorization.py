@@ -1,0 +1,334 @@
+"""Value factorization as one LightningModule, composed from parts:
+
+    agent network  -> per-agent utilities Q_i (B, T+1, N, A)
+    main function  -> Q_tot = mixer(Q_i at the taken actions, s)              (VDN, QMIX, ...)
+    residual       -> Q_r = -|mixer_r(Q^r_i at the taken actions, s)| <= 0   (optional: ResQ)
+    central Q_jt   -> Q_jt = mixer_c(Q^c_i at the taken actions, s)          (optional: ResQ)
+
+Target: TD(lambda) return y from the target copy of the bootstrap head (Q_jt when there is a central
+network, else Q_tot), evaluated at the greedy actions of the current agents (double Q).
+Losses (masked means over filled steps):
+    loss_td = (Q_tot + w_r Q_r - y)^2, with w_r = 0 where every agent took its greedy action, else 1
+              (plain (Q_tot - y)^2 without a residual)
+    loss_jt = (Q_jt - y)^2, only with a central network.
+VDN and QMIX are this module without residual and central; ResQ is it with both
+(`papers/resq_neurips2022.md` Sec. 4.3, SPEC.md "ResQ").
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import math
+from collections.abc import Callable
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from torch import nn
+from torchmetrics import CatMetric, MeanMetric
+
+from envs import EnvSpec
+from resq.data.episodes import EpisodeBatch
+from resq.data.exploration import epsilon_greedy, masked_argmax
+from resq.learners.errors import IncompatibleComponentsError, NonFiniteLossError
+from resq.nn.joint import JointValue, all_joint_actions, gather_actions
+from resq.nn.returns import td_lambda_returns
+
+
+def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean of x over the entries where mask is 1 (mask broadcasts against x)."""
+    mask = mask.expand_as(x)
+    return (x * mask).sum() / mask.sum().clamp_min(1.0)
+
+
+def residual_mask(actions: torch.Tensor, greedy: torch.Tensor) -> torch.Tensor:
+    """w_r (*, 1): 0 where every agent's action equals its greedy action, else 1. No gradient flows."""
+    return (actions != greedy).any(dim=-1, keepdim=True).float()
+
+
+def component_class(factory: Callable) -> type:
+    return factory.func if isinstance(factory, functools.partial) else factory
+
+
+def check_value_type(expected: str, role: str, factory: Callable) -> None:
+    """Expected-value and distributional parts do not mix; fail before training with the fix."""
+    cls = component_class(factory)
+    found = getattr(cls, "value_type", None)
+    if found != expected:
+        raise IncompatibleComponentsError(
+            f"{role}={cls.__name__} is a {found or 'unknown'}-value component but this algorithm needs "
+            f"{expected}-value parts. Pick a {role} from the {expected} options "
+            f"(see conf/{role}/), or an algorithm of the other kind."
+        )
+
+
+class ValueFactorization(pl.LightningModule):
+    """Agents + main function (+ residual) (+ central Q_jt), trained by TD(lambda) with target networks.
+
+    Args:
+        spec: the environment's facts.
+        agent: factory `agent(n_agents=, n_actions=, obs_dim=)` for every recurrent utility network.
+        main_function: factory `mixer(n_agents=, state_dim=)` for Q_tot.
+        optimizer: factory `optimizer(params)`.
+        residual_function: factory for the Q_r mixer, or None. Needs `central`.
+        central: factory for the Q_jt mixer, or None.
+        gamma, td_lambda: discount and TD(lambda) mixing.
+        target_update_interval: episodes between hard target-network updates.
+        double_q: pick bootstrap actions with the current agents (True) or the target agents.
+        grad_clip: max gradient norm.
+        lr_final_fraction: the learning rate falls linearly over env steps from its configured value
+            to this fraction of it at t_max (1.0: constant, the papers' default).
+        igm_max_states: test states per evaluation on which `test/igm_violation` is measured.
+        igm_max_joint_actions: enumerate joint actions up to this many, else sample this many.
+    """
+
+    value_type = "expected"
+
+    def __init__(
+        self,
+        spec: EnvSpec,
+        agent: Callable[..., nn.Module],
+        main_function: Callable[..., nn.Module],
+        optimizer: Callable[..., torch.optim.Optimizer],
+        residual_function: Callable[..., nn.Module] | None = None,
+        central: Callable[..., nn.Module] | None = None,
+        gamma: float = 0.99,
+        td_lambda: float = 0.6,
+        target_update_interval: int = 200,
+        double_q: bool = True,
+        grad_clip: float = 10.0,
+        lr_final_fraction: float = 1.0,
+        igm_max_states: int = 256,
+        igm_max_joint_actions: int = 4096,
+    ) -> None:
+        super().__init__()
+        if residual_function is not None and central is None:
+            raise IncompatibleComponentsError(
+                "residual_function is set but the algorithm has no central Q_jt for Q_tot + w_r Q_r to track. "
+                "Use algorithm=resq (or another algorithm with a central network), or residual_function=none."
+            )
+        for role, factory in (("agent", agent), ("main_function", main_function),
+                              ("residual_function", residual_function), ("central", central)):
+            if factory is not None:
+                check_value_type(self.value_type, role, factory)
+        self.spec = spec
+        self.gamma, self.td_lambda = gamma, td_lambda
+        self.target_update_interval = target_update_interval
+        self.double_q = double_q
+        self.grad_clip = grad_clip
+        if not 0.0 < lr_final_fraction <= 1.0:
+            raise ValueError(f"algorithm.lr_final_fraction must be in (0, 1], got {lr_final_fraction}")
+        self.lr_final_fraction = lr_final_fraction
+        self.igm_max_states, self.igm_max_joint_actions = igm_max_states, igm_max_joint_actions
+        self.optimizer_factory = optimizer
+
+        def joint(mixer_factory: Callable[..., nn.Module]) -> JointValue:
+            return JointValue(
+                agent(n_agents=spec.n_agents, n_actions=spec.n_actions, obs_dim=spec.obs_dim),
+                mixer_factory(n_agents=spec.n_agents, state_dim=spec.state_dim),
+            )
+
+        self.nets = nn.ModuleDict({"main": joint(main_function)})
+        if residual_function is not None:
+            self.nets["residual"] = joint(residual_function)
+        if central is not None:
+            self.nets["central"] = joint(central)
+        self.target_nets = copy.deepcopy(self.nets).requires_grad_(False)
+        self._last_target_update = 0
+
+        self.test_returns = CatMetric()
+        self.test_won = MeanMetric()
+        self.test_length = MeanMetric()
+        self.test_igm = MeanMetric()
+        self.snapshot: dict[str, Any] = {}
+
+    # ---- heads -------------------------------------------------------------------------------
+    @property
+    def joint_head(self) -> str:
+        """The network whose value is the method's joint value: Q_jt if there is one, else Q_tot."""
+        return "central" if "central" in self.nets else "main"
+
+    def utilities(self, nets: nn.ModuleDict, head: str, batch: EpisodeBatch) -> torch.Tensor:
+        """(B, T+1, N, A) utilities of `head`'s agent network over the whole batch."""
+        return nets[head].utilities(batch.obs, batch.prev_actions_onehot)
+
+    def residual_value(self, q_r: torch.Tensor, actions: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
+        """Q_r = -|mixer_r(...)| <= 0 (*, 1)."""
+        return -self.nets["residual"](q_r, actions, state).abs()
+
+    # ---- acting (the collector's Policy) -----------------------------------------------------
+    def initial_state(self, batch_size: int) -> torch.Tensor:
+        return self.nets["main"].agent.initial_state(batch_size)
+
+    @torch.no_grad()
+    def act(self, obs, prev_actions_onehot, avail, hidden, epsilon, generator):
+        q, hidden = self.nets["main"].agent(obs[:, None], prev_actions_onehot[:, None], hidden)  # (B, 1, N, A)
+        return epsilon_greedy(q[:, 0], avail, epsilon, generator), hidden
+
+    # ---- training ----------------------------------------------------------------------------
+    @torch.no_grad()
+    def td_targets(self, batch: EpisodeBatch, q_main: torch.Tensor) -> torch.Tensor:
+        """y (B, T, 1): TD(lambda) from the target bootstrap head at the greedy next actions."""
+        head = self.joint_head
+        chooser = q_main if self.double_q else self.utilities(self.target_nets, "main", batch)
+        greedy_next = masked_argmax(batch.following(chooser), batch.following(batch.avail))  # (B, T, N)
+        q_next = batch.following(self.utilities(self.target_nets, head, batch))  # (B, T, N, A)
+        next_value = self.target_nets[head](q_next, greedy_next, batch.following(batch.state))  # (B, T, 1)
+        return td_lambda_returns(batch.reward, batch.terminated, batch.mask, next_value, self.gamma, self.td_lambda)
+
+    def losses(self, batch: EpisodeBatch) -> dict[str, torch.Tensor]:
+        mask, actions = batch.mask, batch.actions  # (B, T, 1), (B, T, N)
+        state = batch.current(batch.state)  # (B, T, S)
+        q = self.utilities(self.nets, "main", batch)  # (B, T+1, N, A)
+        q_t = batch.current(q)  # (B, T, N, A)
+        q_tot = self.nets["main"](q_t, actions, state)  # (B, T, 1)
+        y = self.td_targets(batch, q.detach())  # (B, T, 1)
+        out: dict[str, torch.Tensor] = {}
+        q_pred = q_tot
+        if "residual" in self.nets:
+            greedy = masked_argmax(q_t.detach(), batch.current(batch.avail))  # (B, T, N)
+            w_r = residual_mask(actions, greedy)  # (B, T, 1)
+            q_r = self.residual_value(batch.current(self.utilities(self.nets, "residual", batch)), actions, state)
+            q_pred = q_tot + w_r * q_r
+            out["q_r_mean"] = masked_mean(q_r.detach(), mask)
+        out["loss_td"] = masked_mean((q_pred - y) ** 2, mask)
+        if "central" in self.nets:
+            q_jt = self.nets["central"](batch.current(self.utilities(self.nets, "central", batch)), actions, state)
+            out["loss_jt"] = masked_mean((q_jt - y) ** 2, mask)
+        return out
+
+    def training_step(self, batch: EpisodeBatch, batch_idx: int) -> torch.Tensor:
+        episodes = int(batch.info.get("episodes", 0))
+        if episodes - self._last_target_update >= self.target_update_interval:
+            self.update_targets()
+            self._last_target_update = episodes
+        terms = self.losses(batch)
+        loss = sum(v for k, v in terms.items() if k.startswith("loss_"))
+        if not torch.isfinite(loss):
+            bad = next((k for k, v in terms.items() if k.startswith("loss_") and not torch.isfinite(v)), "total")
+            raise NonFiniteLossError(bad, float(terms.get(bad, loss)), int(batch.info.get("t_env", -1)), self.global_step)
+        if self.global_step % self.trainer.log_every_n_steps == 0:  # self.log costs ~0.2 ms a call
+            self.log_train(batch, {"loss": loss, **terms})
+        return loss
+
+    def log_train(self, batch: EpisodeBatch, terms: dict[str, torch.Tensor]) -> None:
+        b, info = batch.batch_size, batch.info
+        self.log_dict({f"train/{k}": v.detach() for k, v in terms.items()}, batch_size=b)
+        self.log_dict(
+            {"train/epsilon": info.get("epsilon", math.nan), "train/return_mean": info.get("return_mean", math.nan),
+             "t_env": info.get("t_env", 0.0)},
+            batch_size=b, prog_bar=True,
+        )
+
+    def on_train_batch_start(self, batch: EpisodeBatch, batch_idx: int) -> None:
+        if self.lr_final_fraction == 1.0:
+            return
+        progress = min(batch.info.get("t_env", 0.0) / max(batch.info.get("t_max", 1.0), 1.0), 1.0)
+        scale = 1.0 - progress * (1.0 - self.lr_final_fraction)
+        for optimizer in self.trainer.optimizers:
+            for group in optimizer.param_groups:
+                group["lr"] = group.setdefault("base_lr", group["lr"]) * scale
+
+    def update_targets(self) -> None:
+        self.target_nets.load_state_dict(self.nets.state_dict())
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return self.optimizer_factory(self.nets.parameters())
+
+    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None) -> None:
+        self.clip_gradients(optimizer, gradient_clip_val=self.grad_clip, gradient_clip_algorithm="norm")
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["last_target_update"] = self._last_target_update
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self._last_target_update = int(checkpoint.get("last_target_update", 0))
+
+    # ---- evaluation --------------------------------------------------------------------------
+    @torch.no_grad()
+    def joint_values(self, batch: EpisodeBatch, rows: torch.Tensor, joint_actions: torch.Tensor) -> dict:
+        """Values of joint actions at the observation `rows` (M, 2) of `batch` (pairs b, t).
+
+        `joint_actions` is (J, N), shared by all states. Returns q_agents (M, N, A) (main utilities),
+        greedy (M, N) (the agents' greedy joint action), q_joint (M, J) (the joint head's value: Q_jt
+        when there is a central network, else Q_tot; -inf where an action is unavailable), q_main
+        (M, J) (Q_tot), and q_greedy (M,) (the joint head's value at the greedy joint action).
+        """
+        b, t = rows.unbind(-1)
+        state, avail = batch.state[b, t], batch.avail[b, t]  # (M, S), (M, N, A)
+        m = state.shape[0]
+        out: dict[str, torch.Tensor] = {}
+        for head in dict.fromkeys(["main", self.joint_head]):
+            q = self.utilities(self.nets, head, batch)[b, t]  # (M, N, A)
+            if head == "main":
+                out["q_agents"], out["greedy"] = q, masked_argmax(q, avail)
+                acts = torch.cat([joint_actions.expand(m, -1, -1), out["greedy"][:, None]], dim=1)  # (M, J+1, N)
+                j = acts.shape[1]
+                state_j = state[:, None].expand(m, j, state.shape[-1])  # (M, J+1, S)
+                feasible = gather_actions(avail[:, None].expand(m, j, *avail.shape[1:]), acts).all(-1)  # (M, J+1)
+            value = self.nets[head](q[:, None].expand(m, j, *q.shape[1:]), acts, state_j)[..., 0]  # (M, J+1)
+            value = value.masked_fill(~feasible, float("-inf"))
+            key = "q_main" if head == "main" else "q_joint"
+            out[key] = value[:, :-1]
+            if head == self.joint_head:
+                out["q_greedy"] = value[:, -1]
+        out.setdefault("q_joint", out["q_main"])
+        return out
+
+    @torch.no_grad()
+    def igm_violation(self, batch: EpisodeBatch, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Per test state 1/0: does the joint value's argmax differ from the agents' greedy joint action?
+
+        Joint actions are enumerated when there are at most `igm_max_joint_actions`, else that many are
+        sampled (the greedy joint action is always evaluated). Up to `igm_max_states` filled states are
+        used. Ties within a relative 1e-5 count as agreement.
+        """
+        n, a = self.spec.n_agents, self.spec.n_actions
+        rows = batch.mask[..., 0].nonzero()  # (M, 2) filled (b, t)
+        if rows.shape[0] > self.igm_max_states:
+            rows = rows[torch.randperm(rows.shape[0], generator=generator)[: self.igm_max_states]]
+        if a**n <= self.igm_max_joint_actions:
+            candidates = all_joint_actions(n, a)
+        else:
+            candidates = torch.randint(a, (self.igm_max_joint_actions, n), generator=generator)
+        values = self.joint_values(batch, rows, candidates)
+        best, at_greedy = values["q_joint"].max(-1).values, values["q_greedy"]
+        return (best > at_greedy + 1e-5 * (1.0 + at_greedy.abs())).float()
+
+    def validation_step(self, batch: EpisodeBatch, batch_idx: int) -> None:
+        self.test_returns.update(batch.returns)
+        self.test_length.update(batch.lengths.float())
+        if self.spec.reports_battle_won:
+            self.test_won.update(batch.battle_won.float())
+        self.test_igm.update(self.igm_violation(batch))
+        if batch_idx == 0:
+            self.snapshot = self._snapshot(batch)
+
+    def _snapshot(self, batch: EpisodeBatch) -> dict:
+        """Utilities and joint values at the first state of the first test episode (matrix games)."""
+        n, a = self.spec.n_agents, self.spec.n_actions
+        if a**n > self.igm_max_joint_actions:
+            return {}
+        values = self.joint_values(batch, torch.zeros(1, 2, dtype=torch.long), all_joint_actions(n, a))
+        shape = (a,) * n
+        return {
+            "q_agents": values["q_agents"][0].tolist(),
+            "q_joint": values["q_joint"][0].reshape(shape).tolist(),
+            "q_main": values["q_main"][0].reshape(shape).tolist(),
+            "greedy_joint_action": values["greedy"][0].tolist(),
+        }
+
+    def on_validation_epoch_end(self) -> None:
+        returns = self.test_returns.compute()
+        metrics = {
+            "test/return_mean": returns.mean(),
+            "test/return_std": returns.std(unbiased=False),
+            "test/ep_length_mean": self.test_length.compute(),
+            "test/igm_violation": self.test_igm.compute(),
+        }
+        if self.spec.reports_battle_won:
+            metrics["test/battle_won_mean"] = self.test_won.compute()
+        self.log_dict(metrics, prog_bar=False)
+        for metric in (self.test_returns, self.test_length, self.test_won, self.test_igm):
+            metric.reset()

@@ -1,0 +1,68 @@
+"""Per-agent utility networks, shared by all agents (parameter sharing, as in pymarl)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class RNNAgent(nn.Module):
+    """Recurrent agent: fc(in -> H) + ReLU -> GRU(H) -> fc(H -> A) (QMIX, ResQ; pymarl's `rnn` agent).
+
+    The input at each observation row is the agent's observation, the one-hot of its last action and
+    the one-hot of its agent id. One set of weights serves every agent.
+
+    Tensor contract: obs (B, T, N, O), prev_actions_onehot (B, T, N, A), hidden (B, N, H) or None
+    -> utilities (B, T, N, A), hidden (B, N, H).
+    """
+
+    value_type = "expected"
+
+    def __init__(
+        self,
+        n_agents: int,
+        n_actions: int,
+        obs_dim: int,
+        hidden_dim: int = 64,
+        last_action: bool = True,
+        agent_id: bool = True,
+    ) -> None:
+        super().__init__()
+        self.n_agents, self.n_actions, self.hidden_dim = n_agents, n_actions, hidden_dim
+        self.last_action, self.agent_id = last_action, agent_id
+        input_dim = obs_dim + (n_actions if last_action else 0) + (n_agents if agent_id else 0)
+        self.fc_in = nn.Linear(input_dim, hidden_dim)
+        self.rnn = nn.GRU(hidden_dim, hidden_dim, batch_first=True)
+        self.fc_out = nn.Linear(hidden_dim, n_actions)
+
+    def initial_state(self, batch_size: int) -> torch.Tensor:
+        return torch.zeros(batch_size, self.n_agents, self.hidden_dim, device=self.fc_in.weight.device)
+
+    def inputs(self, obs: torch.Tensor, prev_actions_onehot: torch.Tensor) -> torch.Tensor:
+        """(B, T, N, O) + (B, T, N, A) -> (B, T, N, input_dim)."""
+        parts = [obs]
+        if self.last_action:
+            parts.append(prev_actions_onehot)
+        if self.agent_id:
+            ids = torch.eye(self.n_agents, device=obs.device)
+            parts.append(ids.expand(*obs.shape[:2], self.n_agents, self.n_agents))
+        return torch.cat(parts, dim=-1)
+
+    def features(
+        self, obs: torch.Tensor, prev_actions_onehot: torch.Tensor, hidden: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """GRU features (B, T, N, H) and the final hidden state (B, N, H)."""
+        b, t, n, _ = obs.shape
+        x = F.relu(self.fc_in(self.inputs(obs, prev_actions_onehot)))  # (B, T, N, H)
+        x = x.transpose(1, 2).reshape(b * n, t, self.hidden_dim)  # (B*N, T, H)
+        h0 = None if hidden is None else hidden.reshape(1, b * n, self.hidden_dim)
+        out, h = self.rnn(x, h0)  # (B*N, T, H), (1, B*N, H)
+        out = out.reshape(b, n, t, self.hidden_dim).transpose(1, 2)  # (B, T, N, H)
+        return out, h.reshape(b, n, self.hidden_dim)
+
+    def forward(
+        self, obs: torch.Tensor, prev_actions_onehot: torch.Tensor, hidden: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        features, hidden = self.features(obs, prev_actions_onehot, hidden)
+        return self.fc_out(features), hidden  # (B, T, N, A), (B, N, H)

@@ -1,0 +1,36 @@
+"""A joint value built from an agent network and a mixer: Q(tau, u) = mixer([Q_i(tau_i, u_i)]_i, s)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def gather_actions(q: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+    """Utilities (*, N, A) at actions (*, N) -> (*, N)."""
+    return q.gather(-1, actions.unsqueeze(-1)).squeeze(-1)
+
+
+def all_joint_actions(n_agents: int, n_actions: int) -> torch.Tensor:
+    """Every joint action, (A**N, N), in row-major order: index j = u_1 A^(N-1) + ... + u_N."""
+    index = torch.arange(n_actions**n_agents)
+    return torch.stack(torch.unravel_index(index, (n_actions,) * n_agents), dim=-1)
+
+
+class JointValue(nn.Module):
+    """An agent network (utilities per agent) plus a mixer (one joint value).
+
+    `utilities(obs, prev_actions_onehot)` -> (B, T+1, N, A); `forward(q, actions, state)` mixes the
+    utilities `q` (*, N, A) at `actions` (*, N) with `state` (*, S) -> (*, 1).
+    """
+
+    def __init__(self, agent: nn.Module, mixer: nn.Module) -> None:
+        super().__init__()
+        self.agent = agent
+        self.mixer = mixer
+
+    def utilities(self, obs: torch.Tensor, prev_actions_onehot: torch.Tensor) -> torch.Tensor:
+        return self.agent(obs, prev_actions_onehot)[0]
+
+    def forward(self, q: torch.Tensor, actions: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
+        return self.mixer(gather_actions(q, actions), state)

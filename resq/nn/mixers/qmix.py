@@ -1,0 +1,51 @@
+"""QMIX: a monotonic mixing network whose weights come from hypernetworks of the state
+(Rashid et al., ICML 2018).
+
+Q_tot = ELU(q W1(s) + b1(s)) W2(s) + V(s) with W1, W2 >= 0 (absolute values), so dQ_tot/dQ_i >= 0.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from resq.nn.mixers.base import Mixer
+
+
+def _hypernet(state_dim: int, out_dim: int, layers: int, hidden_dim: int) -> nn.Module:
+    if layers == 1:
+        return nn.Linear(state_dim, out_dim)
+    if layers == 2:
+        return nn.Sequential(nn.Linear(state_dim, hidden_dim), nn.ReLU(), nn.Linear(hidden_dim, out_dim))
+    raise ValueError(f"hypernet_layers must be 1 or 2, got {layers}")
+
+
+class QMixer(Mixer):
+    """Contract: (*, N), (*, S) -> (*, 1).
+
+    Args:
+        embed_dim: width of the mixing layer (32 in QMIX and ResQ).
+        hypernet_layers: 1 or 2 layers in the weight hypernetworks (ResQ: 2).
+        hypernet_embed: hidden width of 2-layer hypernetworks (ResQ: 64).
+    """
+
+    monotonic = True
+
+    def __init__(
+        self, n_agents: int, state_dim: int, embed_dim: int = 32, hypernet_layers: int = 2, hypernet_embed: int = 64
+    ) -> None:
+        super().__init__(n_agents, state_dim)
+        self.embed_dim = embed_dim
+        self.hyper_w1 = _hypernet(state_dim, n_agents * embed_dim, hypernet_layers, hypernet_embed)
+        self.hyper_w2 = _hypernet(state_dim, embed_dim, hypernet_layers, hypernet_embed)
+        self.hyper_b1 = nn.Linear(state_dim, embed_dim)
+        self.value = nn.Sequential(nn.Linear(state_dim, embed_dim), nn.ReLU(), nn.Linear(embed_dim, 1))
+
+    def mix(self, q_taken: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
+        m = q_taken.shape[0]
+        w1 = self.hyper_w1(state).abs().view(m, self.n_agents, self.embed_dim)  # (M, N, E)
+        b1 = self.hyper_b1(state).view(m, 1, self.embed_dim)  # (M, 1, E)
+        hidden = F.elu(torch.bmm(q_taken.view(m, 1, self.n_agents), w1) + b1)  # (M, 1, E)
+        w2 = self.hyper_w2(state).abs().view(m, self.embed_dim, 1)  # (M, E, 1)
+        return torch.bmm(hidden, w2).view(m, 1) + self.value(state)  # (M, 1)

@@ -1,0 +1,44 @@
+"""TD(lambda) returns over padded episodes (step-aligned inputs; the buffer did the alignment)."""
+
+from __future__ import annotations
+
+import torch
+
+
+def td_lambda_returns(
+    reward: torch.Tensor,
+    terminated: torch.Tensor,
+    mask: torch.Tensor,
+    next_value: torch.Tensor,
+    gamma: float,
+    td_lambda: float,
+) -> torch.Tensor:
+    """lambda-returns G_t = r_t + gamma (1 - d_t) [(1 - lambda) V_{t+1} + lambda G_{t+1}].
+
+    Args:
+        reward, terminated, mask: (B, T, *) step-aligned; `mask` is 1 where step t was taken.
+        next_value: (B, T, *) the target value of the observation after step t (row t+1).
+        gamma, td_lambda: discount and lambda (lambda = 0: one-step targets; 1: Monte Carlo with
+            bootstrap only at a time-limit end).
+
+    Where step t+1 was not taken (the episode ended at t, or t is the last column), G_{t+1} is
+    replaced by V_{t+1}: a terminated end then contributes nothing (1 - d_t = 0) and a time-limit end
+    bootstraps r_t + gamma V_{t+1}. Entries on padding are meaningless and must be masked by the caller.
+    """
+    if not 0.0 <= td_lambda <= 1.0:
+        raise ValueError(f"td_lambda must be in [0, 1], got {td_lambda}")
+    if not (reward.shape[:2] == terminated.shape[:2] == mask.shape[:2] == next_value.shape[:2]):
+        raise ValueError("reward, terminated, mask and next_value must share (B, T)")
+    steps = reward.shape[1]
+    returns = torch.zeros_like(next_value)
+    g_next = next_value[:, -1]
+    for t in reversed(range(steps)):
+        if t + 1 < steps:
+            g_next = torch.where(mask[:, t + 1] > 0, g_next, next_value[:, t])
+        else:
+            g_next = next_value[:, t]
+        returns[:, t] = reward[:, t] + gamma * (1.0 - terminated[:, t]) * (
+            (1.0 - td_lambda) * next_value[:, t] + td_lambda * g_next
+        )
+        g_next = returns[:, t]
+    return returns
