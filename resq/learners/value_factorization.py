@@ -207,7 +207,8 @@ class ValueFactorization(pl.LightningModule):
         loss = sum(v for k, v in terms.items() if k.startswith("loss_"))
         if not torch.isfinite(loss):
             bad = next((k for k, v in terms.items() if k.startswith("loss_") and not torch.isfinite(v)), "total")
-            raise NonFiniteLossError(bad, float(terms.get(bad, loss)), int(batch.info.get("t_env", -1)), self.global_step)
+            value = float(terms.get(bad, loss).detach())
+            raise NonFiniteLossError(bad, value, int(batch.info.get("t_env", -1)), self.global_step)
         if self.global_step % self.trainer.log_every_n_steps == 0:  # self.log costs ~0.2 ms a call
             self.log_train(batch, {"loss": loss, **terms})
         return loss
