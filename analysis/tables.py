@@ -1,0 +1,137 @@
+"""`python -m analysis table NAME RUNS_DIR`: our learned matrix-game tables beside a paper's."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+
+from analysis.paper import TABLES, PaperEntry, PaperTable  # noqa: E402
+from analysis.runs import load_matrix_games, method_labels  # noqa: E402
+
+TOLERANCE = 0.5  # |Q_jt - payoff| within which a table counts as recovered (ResQ Table 2b reading)
+
+
+def action(i: int) -> str:
+    return chr(ord("A") + i)
+
+
+def joint(actions) -> str:
+    return "(" + ",".join(action(int(a)) for a in actions) + ")"
+
+
+def fmt(value) -> str:
+    return "?" if value is None or (isinstance(value, float) and np.isnan(value)) else f"{value:.2f}"
+
+
+def get_table(name: str) -> PaperTable:
+    if name not in TABLES:
+        raise KeyError(f"unknown table {name!r}; available: {', '.join(sorted(TABLES))}")
+    return TABLES[name]
+
+
+def select_runs(frame: pd.DataFrame, table: PaperTable) -> tuple[pd.DataFrame, int]:
+    """The runs played on the table's payoff (any env name); returns them and how many were skipped."""
+    target = np.asarray(table.payoff, dtype=float)
+    same = frame["payoff"].apply(lambda p: np.asarray(p, dtype=float).shape == target.shape
+                                 and np.allclose(np.asarray(p, dtype=float), target))
+    return frame[same].copy(), int((~same).sum())
+
+
+def summarise(runs: pd.DataFrame) -> pd.DataFrame:
+    """One row per method: seeds, seeds at the optimum, seeds at the optimum AND within tolerance, errors."""
+    runs = runs.assign(method=method_labels(runs))
+    runs["optimal"] = runs.apply(lambda r: list(r["greedy_joint_action"]) == list(r["optimal_joint_action"]), axis=1)
+    runs["recovered"] = runs["optimal"] & (runs["max_abs_error"] <= TOLERANCE)
+    rows = []
+    for method, group in runs.groupby("method", sort=False):
+        greedy = group["greedy_joint_action"].apply(joint)
+        rows.append({
+            "method": method,
+            "algorithm": group["algorithm"].iloc[0],
+            "seeds": len(group),
+            "optimal": int(group["optimal"].sum()),
+            "optimal_and_within_tol": int(group["recovered"].sum()),
+            "max_abs_error_median": float(group["max_abs_error"].median()),
+            "greedy_by_seed": " ".join(f"{s}:{g}" for s, g in zip(group["seed"], greedy)),
+            "q_joint_mean": np.mean(np.stack(group["q_joint"].apply(np.asarray).tolist()), axis=0),
+            "q_joint_std": np.std(np.stack(group["q_joint"].apply(np.asarray).tolist()), axis=0),
+        })
+    return pd.DataFrame(rows)
+
+
+def markdown(name: str, table: PaperTable, summary: pd.DataFrame, skipped: int) -> str:
+    lines = [f"# {name}: {table.title}", ""]
+    if skipped:
+        lines += [f"({skipped} run(s) under RUNS_DIR used another payoff and are left out.)", ""]
+    lines += [
+        f"| method | seeds | greedy = optimum | ... and max error <= {TOLERANCE} | median max error | paper's greedy |",
+        "|---|---|---|---|---|---|",
+    ]
+    for row in summary.itertuples():
+        entry = table.methods.get(row.algorithm)
+        paper = joint(entry.greedy) if entry else "not reported"
+        lines.append(f"| {row.method} | {row.seeds} | {row.optimal}/{row.seeds} | {row.optimal_and_within_tol}/{row.seeds} "
+                     f"| {row.max_abs_error_median:.2f} | {paper} |")
+    payoff = np.asarray(table.payoff)
+    for row in summary.itertuples():
+        entry = table.methods.get(row.algorithm)
+        lines += ["", f"## {row.method}: mean (std) of the learned joint value over {row.seeds} seeds"
+                  + (f", beside {entry.label}" if entry else " (not in the paper's table)"), ""]
+        lines.append(f"greedy joint action by seed: {row.greedy_by_seed}" + (f"; paper: {joint(entry.greedy)}" if entry else ""))
+        if entry and entry.note:
+            lines.append(f"paper note: {entry.note}")
+        lines.append("")
+        header = "| u1 \\ u2 | " + " | ".join(action(j) for j in range(payoff.shape[1]))
+        header += (" | paper " + " | paper ".join(action(j) for j in range(payoff.shape[1]))) if entry else ""
+        lines.append(header + " | payoff |")
+        lines.append("|---" * (1 + payoff.shape[1] * (2 if entry else 1) + 1) + "|")
+        for i in range(payoff.shape[0]):
+            ours = [f"{row.q_joint_mean[i, j]:.2f} ({row.q_joint_std[i, j]:.2f})" for j in range(payoff.shape[1])]
+            theirs = [fmt(v) for v in entry.q_joint[i]] if entry else []
+            pay = " ".join(f"{v:g}" for v in payoff[i])
+            lines.append(f"| {action(i)} | " + " | ".join(ours + theirs) + f" | {pay} |")
+    return "\n".join(lines) + "\n"
+
+
+def heatmap(path: Path, method: str, mean: np.ndarray, payoff: np.ndarray, entry: PaperEntry | None) -> None:
+    panels = [("ours (mean over seeds)", mean), ("payoff", payoff)]
+    if entry is not None:
+        panels.insert(1, (entry.label, np.array([[np.nan if v is None else v for v in r] for r in entry.q_joint])))
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 3.2), squeeze=False)
+    lim = float(np.nanmax(np.abs(np.concatenate([p.ravel() for _, p in panels]))))
+    labels = [action(j) for j in range(payoff.shape[0])]
+    for ax, (title, values) in zip(axes[0], panels):
+        sns.heatmap(values, annot=True, fmt=".2f", cmap="RdBu", vmin=-lim, vmax=lim, cbar=False, ax=ax,
+                    xticklabels=labels, yticklabels=labels, square=True)
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("agent 2")
+        ax.set_ylabel("agent 1")
+    fig.suptitle(method)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def table_command(name: str, runs_dir: str, out: str | None = None) -> str:
+    """Print the Markdown comparison, write it and one heatmap PNG per method to `out`."""
+    table = get_table(name)
+    runs, skipped = select_runs(load_matrix_games(runs_dir), table)
+    if runs.empty:
+        raise SystemExit(f"no run under {runs_dir} played the payoff of {name} ({table.payoff})")
+    summary = summarise(runs)
+    text = markdown(name, table, summary, skipped)
+    out_dir = Path(out) if out else Path(runs_dir) / "analysis"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / f"{name}.md").write_text(text)
+    payoff = np.asarray(table.payoff, dtype=float)
+    for row in summary.itertuples():
+        safe = "".join(c if c.isalnum() or c in "_-" else "_" for c in row.method)
+        heatmap(out_dir / f"{name}_{safe}.png", row.method, row.q_joint_mean, payoff, table.methods.get(row.algorithm))
+    return text + f"\nwritten: {out_dir / (name + '.md')} and {len(summary)} heatmap(s) in {out_dir}\n"
