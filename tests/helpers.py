@@ -1,0 +1,79 @@
+"""Small environments and policies that make the tests' expectations easy to compute by hand."""
+
+from __future__ import annotations
+
+import torch
+
+from envs import BatchedEnv, EnvSpec, MatrixGame, TimeStep
+
+
+class CountingEnv(BatchedEnv):
+    """Env b runs `lengths[b]` steps. obs = state = t (the step index) for every agent; reward at step t
+    is t + 1 + 10 * (sum of actions); the end is terminal, or a time limit (truncated) where
+    `lengths[b] == limit` and `truncate_at_limit`. All actions are available except the last action of
+    agent 0, so masking is visible."""
+
+    def __init__(self, lengths: list[int], limit: int = 6, n_agents: int = 2, n_actions: int = 3,
+                 truncate_at_limit: bool = True, n_envs: int | None = None, seed: int = 0) -> None:
+        self.lengths = torch.tensor(lengths)
+        self.n_envs = len(lengths)
+        self.limit = limit
+        self.truncate_at_limit = truncate_at_limit
+        self.spec = EnvSpec(n_agents=n_agents, n_actions=n_actions, obs_dim=1, state_dim=1, episode_limit=limit)
+        self.t = torch.zeros(self.n_envs, dtype=torch.long)
+
+    def _step(self, reward, terminated, truncated) -> TimeStep:
+        b, n, a = self.n_envs, self.spec.n_agents, self.spec.n_actions
+        avail = torch.ones(b, n, a, dtype=torch.bool)
+        avail[:, 0, -1] = False
+        return TimeStep(obs=self.t.float()[:, None, None].expand(b, n, 1).clone(), state=self.t.float()[:, None],
+                        avail=avail, reward=reward, terminated=terminated, truncated=truncated)
+
+    def reset(self) -> TimeStep:
+        self.t.zero_()
+        zeros = torch.zeros(self.n_envs, dtype=torch.bool)
+        return self._step(torch.zeros(self.n_envs), zeros, zeros)
+
+    def step(self, actions: torch.Tensor) -> TimeStep:
+        live = self.t < self.lengths
+        reward = torch.where(live, self.t.float() + 1 + 10 * actions.sum(-1).float(), torch.zeros(self.n_envs))
+        self.t = torch.where(live, self.t + 1, self.t)
+        ended = self.t >= self.lengths
+        at_limit = self.lengths >= self.limit
+        truncated = ended & at_limit & self.truncate_at_limit
+        return self._step(reward, ended & ~truncated, truncated)
+
+
+class CyclePolicy:
+    """Deterministic: agent i at observation row t plays (t + i) mod A (or action 0 if unavailable)."""
+
+    def __init__(self, n_agents: int, n_actions: int) -> None:
+        self.n_agents, self.n_actions = n_agents, n_actions
+        self.t = 0
+
+    def initial_state(self, batch_size: int):
+        self.t = 0
+        return None
+
+    def act(self, obs, prev_actions_onehot, avail, hidden, epsilon, generator):
+        b = obs.shape[0]
+        actions = (torch.arange(self.n_agents) + self.t).remainder(self.n_actions).expand(b, -1).clone()
+        actions = torch.where(avail.gather(-1, actions[..., None])[..., 0], actions, torch.zeros_like(actions))
+        self.t += 1
+        return actions, hidden
+
+
+class NaNRewardGame(MatrixGame):
+    """A matrix game whose rewards turn to nan after `nan_after` env steps, to exercise the NaN guard."""
+
+    def __init__(self, payoff, nan_after: int, n_envs: int = 1, noise_std: float = 0.0, seed: int = 0) -> None:
+        super().__init__(payoff, n_envs=n_envs, noise_std=noise_std, seed=seed)
+        self.nan_after = nan_after
+        self.steps = 0
+
+    def step(self, actions: torch.Tensor) -> TimeStep:
+        out = super().step(actions)
+        self.steps += self.n_envs
+        if self.steps > self.nan_after:
+            out.reward = torch.full_like(out.reward, float("nan"))
+        return out
