@@ -73,3 +73,34 @@ def test_a_monotonicity_check_catches_a_non_monotone_mixer():
     q = (torch.randn(256, N) * 5).requires_grad_()
     (grad,) = torch.autograd.grad(mixer(q, torch.randn(256, S)).sum(), q)
     assert (grad < 0).any()
+
+
+def test_qatten_is_a_nonnegative_state_weighted_sum():
+    from resq.nn import QattenMixer
+    torch.manual_seed(0)
+    mixer = QattenMixer(N, S)
+    state = torch.randn(32, S)
+    k, c = mixer.coefficients(state)
+    assert k.shape == (32, N) and c.shape == (32, 1) and (k >= 0).all()
+    q = torch.randn(32, N)
+    assert torch.allclose(mixer(q, state), (k * q).sum(-1, keepdim=True) + c, atol=1e-6)
+    assert k.std(0).mean() > 1e-4  # the weights move with the state
+
+
+def test_qatten_unit_features_come_from_the_state():
+    from resq.nn import QattenMixer
+    torch.manual_seed(0)
+    mixer = QattenMixer(N, state_dim=3 * N + 2, unit_dim=3)
+    state = torch.randn(4, 3 * N + 2)
+    assert torch.equal(mixer.agent_features(state)[:, 1], state[:, 3:6])
+    with pytest.raises(ValueError, match="unit_dim"):
+        QattenMixer(N, state_dim=5, unit_dim=3)
+
+
+def test_qatten_without_softmax_is_not_monotonic():
+    from resq.nn import QattenMixer
+    torch.manual_seed(0)
+    mixer = QattenMixer(N, S, softmax=False)
+    assert not mixer.monotonic
+    k, _ = mixer.coefficients(torch.randn(256, S))
+    assert (k < 0).any()

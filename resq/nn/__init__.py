@@ -2,7 +2,7 @@
 
 from resq.nn.agents import RNNAgent
 from resq.nn.joint import JointValue, all_joint_actions, gather_actions
-from resq.nn.mixers import FeedForwardMixer, Mixer, QMixer, VDNMixer
+from resq.nn.mixers import FeedForwardMixer, Mixer, QattenMixer, QMixer, VDNMixer
 from resq.nn.returns import td_lambda_returns
 
 __all__ = [
@@ -10,6 +10,7 @@ __all__ = [
     "JointValue",
     "Mixer",
     "QMixer",
+    "QattenMixer",
     "RNNAgent",
     "VDNMixer",
     "all_joint_actions",
