@@ -26,6 +26,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from resq.data import RolloutDataModule
+from resq.progress import EnvStepProgressBar
 from resq.report import print_summary
 from resq.results import RUN_COLUMNS, MetricsCSV, write_json
 
@@ -96,7 +97,7 @@ def train(cfg: DictConfig, output_dir: str | Path, choices: dict[str, Any]) -> d
     # A live bar only on a terminal; logs (SLURM, CI, sweeps) get one line per evaluation instead.
     progress_bar = bool(cfg.trainer.get("enable_progress_bar", True)) and sys.stdout.isatty()
     if progress_bar:
-        callbacks.append(pl.callbacks.RichProgressBar(leave=True))
+        callbacks.append(EnvStepProgressBar(leave=True))
     logger = optional(cfg.get("logger"))
     if logger is not None:
         logger = logger(save_dir=str(output_dir))
