@@ -13,7 +13,7 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 from analysis.paper import TABLES, PaperEntry, PaperTable  # noqa: E402
-from analysis.runs import load_matrix_games, method_labels  # noqa: E402
+from analysis.runs import last_evaluation, load_matrix_games, method_labels  # noqa: E402
 
 TOLERANCE = 0.5  # |Q_jt - payoff| within which a table counts as recovered (ResQ Table 2b reading)
 
@@ -49,6 +49,7 @@ def summarise(runs: pd.DataFrame) -> pd.DataFrame:
     runs = runs.assign(method=method_labels(runs))
     runs["optimal"] = runs.apply(lambda r: list(r["greedy_joint_action"]) == list(r["optimal_joint_action"]), axis=1)
     runs["recovered"] = runs["optimal"] & (runs["max_abs_error"] <= TOLERANCE)
+    runs["igm_violation"] = runs["run_dir"].apply(lambda d: last_evaluation(d, "test/igm_violation"))
     rows = []
     for method, group in runs.groupby("method", sort=False):
         greedy = group["greedy_joint_action"].apply(joint)
@@ -59,6 +60,10 @@ def summarise(runs: pd.DataFrame) -> pd.DataFrame:
             "optimal": int(group["optimal"].sum()),
             "optimal_and_within_tol": int(group["recovered"].sum()),
             "max_abs_error_median": float(group["max_abs_error"].median()),
+            "max_abs_error_max": float(group["max_abs_error"].max()),
+            "igm_violation_mean": float(group["igm_violation"].mean()),
+            "joint_value_name": str(group.get("joint_value_name", pd.Series(["joint value"])).iloc[0]),
+            "q_main_mean": _mean_table(group.get("q_main")),
             "greedy_by_seed": " ".join(f"{s}:{g}" for s, g in zip(group["seed"], greedy)),
             "q_joint_mean": np.mean(np.stack(group["q_joint"].apply(np.asarray).tolist()), axis=0),
             "q_joint_std": np.std(np.stack(group["q_joint"].apply(np.asarray).tolist()), axis=0),
@@ -66,19 +71,30 @@ def summarise(runs: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _mean_table(column: pd.Series | None) -> np.ndarray | None:
+    """Mean over seeds of a per-run table column (None when any run lacks it)."""
+    if column is None or column.isna().any():
+        return None
+    return np.mean(np.stack(column.apply(lambda t: np.asarray(t, dtype=float)).tolist()), axis=0)
+
+
 def markdown(name: str, table: PaperTable, summary: pd.DataFrame, skipped: int) -> str:
     lines = [f"# {name}: {table.title}", ""]
     if skipped:
         lines += [f"({skipped} run(s) under RUNS_DIR used another payoff and are left out.)", ""]
     lines += [
-        f"| method | seeds | greedy = optimum | ... and max error <= {TOLERANCE} | median max error | paper's greedy |",
-        "|---|---|---|---|---|---|",
+        f"| method | joint value | seeds | greedy = optimum | ... and max error <= {TOLERANCE} "
+        "| max error (median / worst) | IGM violation (last eval, mean) | paper's greedy |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for row in summary.itertuples():
         entry = table.methods.get(row.algorithm)
         paper = joint(entry.greedy) if entry else "not reported"
-        lines.append(f"| {row.method} | {row.seeds} | {row.optimal}/{row.seeds} | {row.optimal_and_within_tol}/{row.seeds} "
-                     f"| {row.max_abs_error_median:.2f} | {paper} |")
+        lines.append(f"| {row.method} | {row.joint_value_name} | {row.seeds} | {row.optimal}/{row.seeds} "
+                     f"| {row.optimal_and_within_tol}/{row.seeds} | {row.max_abs_error_median:.2f} / {row.max_abs_error_max:.2f} "
+                     f"| {fmt(row.igm_violation_mean)} | {paper} |")
+    lines += ["", "Max error: max over joint actions of |learned joint value - payoff|. IGM violation: fraction of "
+              "test states where the joint value's argmax is not the agents' greedy joint action."]
     payoff = np.asarray(table.payoff)
     for row in summary.itertuples():
         entry = table.methods.get(row.algorithm)
@@ -97,6 +113,11 @@ def markdown(name: str, table: PaperTable, summary: pd.DataFrame, skipped: int) 
             theirs = [fmt(v) for v in entry.q_joint[i]] if entry else []
             pay = " ".join(f"{v:g}" for v in payoff[i])
             lines.append(f"| {action(i)} | " + " | ".join(ours + theirs) + f" | {pay} |")
+        if row.q_main_mean is not None and row.joint_value_name not in ("Q_tot", "joint value"):
+            main = row.q_main_mean
+            lines += ["", f"its main function's value (what the agents factorize), mean over seeds: "
+                      + "; ".join(f"{action(i)}: " + " ".join(f"{main[i, j]:.2f}" for j in range(main.shape[1]))
+                                  for i in range(main.shape[0]))]
     return "\n".join(lines) + "\n"
 
 
