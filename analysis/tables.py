@@ -98,27 +98,32 @@ def markdown(name: str, table: PaperTable, summary: pd.DataFrame, skipped: int) 
     payoff = np.asarray(table.payoff)
     for row in summary.itertuples():
         entry = table.methods.get(row.algorithm)
-        lines += ["", f"## {row.method}: mean (std) of the learned joint value over {row.seeds} seeds"
-                  + (f", beside {entry.label}" if entry else " (not in the paper's table)"), ""]
+        lines += ["", f"## {row.method}" + (f", beside {entry.label}" if entry else " (not in the paper's table)"), ""]
         lines.append(f"greedy joint action by seed: {row.greedy_by_seed}" + (f"; paper: {joint(entry.greedy)}" if entry else ""))
         if entry and entry.note:
             lines.append(f"paper note: {entry.note}")
-        lines.append("")
-        header = "| u1 \\ u2 | " + " | ".join(action(j) for j in range(payoff.shape[1]))
-        header += (" | paper " + " | paper ".join(action(j) for j in range(payoff.shape[1]))) if entry else ""
-        lines.append(header + " | payoff |")
-        lines.append("|---" * (1 + payoff.shape[1] * (2 if entry else 1) + 1) + "|")
-        for i in range(payoff.shape[0]):
-            ours = [f"{row.q_joint_mean[i, j]:.2f} ({row.q_joint_std[i, j]:.2f})" for j in range(payoff.shape[1])]
-            theirs = [fmt(v) for v in entry.q_joint[i]] if entry else []
-            pay = " ".join(f"{v:g}" for v in payoff[i])
-            lines.append(f"| {action(i)} | " + " | ".join(ours + theirs) + f" | {pay} |")
-        if row.q_main_mean is not None and row.joint_value_name not in ("Q_tot", "joint value"):
-            main = row.q_main_mean
-            lines += ["", f"its main function's value (what the agents factorize), mean over seeds: "
-                      + "; ".join(f"{action(i)}: " + " ".join(f"{main[i, j]:.2f}" for j in range(main.shape[1]))
-                                  for i in range(main.shape[0]))]
+        has_main = row.q_main_mean is not None and row.joint_value_name not in ("Q_tot", "joint value")
+        compare_main = bool(entry) and entry.value == "q_main" and has_main
+        lines += ["", f"{row.joint_value_name}, mean (std) over {row.seeds} seeds:", ""]
+        lines += value_table(row.q_joint_mean, row.q_joint_std, payoff, None if compare_main else entry)
+        if has_main:
+            lines += ["", "its main function's value (what the agents factorize), mean over seeds:", ""]
+            lines += value_table(row.q_main_mean, None, payoff, entry if compare_main else None)
     return "\n".join(lines) + "\n"
+
+
+def value_table(mean: np.ndarray, std: np.ndarray | None, payoff: np.ndarray, entry: PaperEntry | None) -> list[str]:
+    """Markdown rows: our mean (std) table, the paper's beside it when given, and the payoff."""
+    cols = range(payoff.shape[1])
+    header = "| u1 \\ u2 | " + " | ".join(action(j) for j in cols)
+    header += (" | paper " + " | paper ".join(action(j) for j in cols)) if entry else ""
+    lines = [header + " | payoff |", "|---" * (1 + payoff.shape[1] * (2 if entry else 1) + 1) + "|"]
+    for i in range(payoff.shape[0]):
+        ours = [f"{mean[i, j]:.2f}" + (f" ({std[i, j]:.2f})" if std is not None else "") for j in cols]
+        theirs = [fmt(v) for v in entry.q_joint[i]] if entry else []
+        pay = " ".join(f"{v:g}" for v in payoff[i])
+        lines.append(f"| {action(i)} | " + " | ".join(ours + theirs) + f" | {pay} |")
+    return lines
 
 
 def heatmap(path: Path, method: str, mean: np.ndarray, payoff: np.ndarray, entry: PaperEntry | None) -> None:
@@ -154,5 +159,7 @@ def table_command(name: str, runs_dir: str, out: str | None = None) -> str:
     payoff = np.asarray(table.payoff, dtype=float)
     for row in summary.itertuples():
         safe = "".join(c if c.isalnum() or c in "_-" else "_" for c in row.method)
-        heatmap(out_dir / f"{name}_{safe}.png", row.method, row.q_joint_mean, payoff, table.methods.get(row.algorithm))
+        entry = table.methods.get(row.algorithm)
+        ours = row.q_main_mean if entry and entry.value == "q_main" and row.q_main_mean is not None else row.q_joint_mean
+        heatmap(out_dir / f"{name}_{safe}.png", row.method, ours, payoff, entry)
     return text + f"\nwritten: {out_dir / (name + '.md')} and {len(summary)} heatmap(s) in {out_dir}\n"
