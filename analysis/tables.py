@@ -83,8 +83,8 @@ def markdown(name: str, table: PaperTable, summary: pd.DataFrame, skipped: int) 
     if skipped:
         lines += [f"({skipped} run(s) under RUNS_DIR used another payoff and are left out.)", ""]
     lines += [
-        f"| method | joint value | seeds | greedy = optimum | ... and max error <= {TOLERANCE} "
-        "| max error (median / worst) | IGM violation (last eval, mean) | paper's greedy |",
+        (f"| method | joint value | seeds | greedy = optimum | ... and max error <= {TOLERANCE} "
+         "| max error (median / worst) | IGM violation (last eval, mean) | paper's greedy |"),
         "|---|---|---|---|---|---|---|---|",
     ]
     for row in summary.itertuples():
@@ -93,8 +93,8 @@ def markdown(name: str, table: PaperTable, summary: pd.DataFrame, skipped: int) 
         lines.append(f"| {row.method} | {row.joint_value_name} | {row.seeds} | {row.optimal}/{row.seeds} "
                      f"| {row.optimal_and_within_tol}/{row.seeds} | {row.max_abs_error_median:.2f} / {row.max_abs_error_max:.2f} "
                      f"| {fmt(row.igm_violation_mean)} | {paper} |")
-    lines += ["", "Max error: max over joint actions of |learned joint value - payoff|. IGM violation: fraction of "
-              "test states where the joint value's argmax is not the agents' greedy joint action."]
+    lines += ["", ("Max error: max over joint actions of |learned joint value - payoff|. IGM violation: fraction of "
+                   "test states where the joint value's argmax is not the agents' greedy joint action.")]
     payoff = np.asarray(table.payoff)
     for row in summary.itertuples():
         entry = table.methods.get(row.algorithm)

@@ -144,8 +144,8 @@ def test_weightings_by_hand():
 
 def test_weighted_qmix_loss_is_the_weighted_mean_squared_td_error():
     torch.manual_seed(0)
-    common = dict(agent=RNNAgent, main_function=QMixer, optimizer=torch.optim.Adam,
-                  central=partial(FeedForwardMixer, state_value=True))
+    common = {"agent": RNNAgent, "main_function": QMixer, "optimizer": torch.optim.Adam,
+              "central": partial(FeedForwardMixer, state_value=True)}
     batch = one_step_batch([[8, -12, -12], [-12, 0, 0], [-12, 0, 7.9]])
     plain = ValueFactorization(GAME, **common)
     weighted = ValueFactorization(GAME, **common, td_weighting=OptimisticWeighting(0.1))
