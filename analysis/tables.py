@@ -102,7 +102,7 @@ def markdown(name: str, table: PaperTable, summary: pd.DataFrame, skipped: int) 
         lines.append(f"greedy joint action by seed: {row.greedy_by_seed}" + (f"; paper: {joint(entry.greedy)}" if entry else ""))
         if entry and entry.note:
             lines.append(f"paper note: {entry.note}")
-        has_main = row.q_main_mean is not None and row.joint_value_name not in ("Q_tot", "joint value")
+        has_main = row.q_main_mean is not None and row.joint_value_name == "Q_jt"
         compare_main = bool(entry) and entry.value == "q_main" and has_main
         lines += ["", f"{row.joint_value_name}, mean (std) over {row.seeds} seeds:", ""]
         lines += value_table(row.q_joint_mean, row.q_joint_std, payoff, None if compare_main else entry)

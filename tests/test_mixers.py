@@ -113,7 +113,8 @@ MONOTONIC = [name for name in MIXER_CONFIGS if make(name).monotonic]
 
 
 def test_the_groups_hold_monotonic_mixers():
-    assert {"main_function/qmix", "main_function/vdn"} <= set(MONOTONIC)
+    assert {"main_function/qmix", "main_function/vdn", "main_function/qatten"} <= set(MONOTONIC)
+    assert "main_function/qplex" not in MONOTONIC  # IGM by construction, but not monotonic
 
 
 @pytest.mark.parametrize("name", MONOTONIC)
