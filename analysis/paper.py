@@ -21,6 +21,9 @@ class PaperEntry:
     greedy: tuple[int, int]
     q_agents: tuple[list[float | None], list[float | None]] | None = None
     note: str = ""
+    # which of our tables the paper's numbers correspond to: the joint value ("q_joint": Q_jt, or
+    # Q_tot without a central network) or the main function the agents factorize ("q_main")
+    value: str = "q_joint"
 
 
 @dataclass(frozen=True)
@@ -63,7 +66,9 @@ TABLES: dict[str, PaperTable] = {
                 "QTRAN, Table 2f: Q_jt",
                 [[8.00, 4.67, 7.98], [4.88, 1.55, 4.86], [7.99, 4.65, 7.97]],
                 (0, 0), ([3.27, 0.15, 3.26], [None, 0.15, 3.46]),
-                note="Q_2(A) is illegible in our copy",
+                note="Q_2(A) is illegible in our copy; the entries far from the payoff (4.67 at (A,B)) suggest "
+                     "the transformed Q'_jt (+ V_jt), which our main function (sum_i Q_i, without V_jt) is",
+                value="q_main",
             ),
             "qplex": PaperEntry(
                 "QPLEX, Table 2g: Q_jt",
@@ -74,13 +79,17 @@ TABLES: dict[str, PaperTable] = {
                 "CW-QMIX, Table 2h: Q_jt",
                 [[None, -5.04, -5.04], [None, -5.04, -5.04], [-5.04, -5.04, -5.04]],
                 (0, 0), ([0.17, -24.55, -24.55], [0.17, -25.72, None]),
-                note="(A,A), (B,A) and Q_2(C) are illegible in our copy",
+                note="(A,A), (B,A) and Q_2(C) are illegible in our copy; the flat -5.04 is a monotonic "
+                     "projection, i.e. QMIX's Q_tot, so it is shown beside our Q_tot (our Q* is the joint value)",
+                value="q_main",
             ),
             "ow_qmix": PaperEntry(
                 "OW-QMIX, Table 2i: Q_jt",
                 [[6.07, -0.87, 6.86], [-0.86, -0.87, -0.16], [5.49, -0.87, 6.29]],
                 (0, 2), ([0.22, -50.32, 0.04], [None, -50.79, 0.26]),
-                note="Q_2(A) is illegible in our copy",
+                note="Q_2(A) is illegible in our copy; a table whose columns B are constant is a monotonic "
+                     "projection (Q_tot), so it is shown beside our Q_tot (our Q* is the joint value)",
+                value="q_main",
             ),
         },
         also=("qmix", "vdn"),

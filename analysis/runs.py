@@ -35,6 +35,17 @@ def load_matrix_games(runs_dir: str | Path) -> pd.DataFrame:
     return frame
 
 
+def last_evaluation(run_dir: str | Path, metric: str) -> float:
+    """`metric` in the last evaluation row of a run's metrics.csv (nan if the file or column is absent)."""
+    path = Path(run_dir) / "metrics.csv"
+    if not path.exists():
+        return float("nan")
+    frame = pd.read_csv(path)
+    if metric not in frame.columns or frame.empty:
+        return float("nan")
+    return float(frame[metric].iloc[-1])
+
+
 def load_metrics(runs_dir: str | Path) -> pd.DataFrame:
     """Every evaluation row of every run under `runs_dir` (tidy: one row per run and t_env)."""
     runs_dir = Path(runs_dir)

@@ -13,7 +13,7 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 from analysis.paper import TABLES, PaperEntry, PaperTable  # noqa: E402
-from analysis.runs import load_matrix_games, method_labels  # noqa: E402
+from analysis.runs import last_evaluation, load_matrix_games, method_labels  # noqa: E402
 
 TOLERANCE = 0.5  # |Q_jt - payoff| within which a table counts as recovered (ResQ Table 2b reading)
 
@@ -49,6 +49,7 @@ def summarise(runs: pd.DataFrame) -> pd.DataFrame:
     runs = runs.assign(method=method_labels(runs))
     runs["optimal"] = runs.apply(lambda r: list(r["greedy_joint_action"]) == list(r["optimal_joint_action"]), axis=1)
     runs["recovered"] = runs["optimal"] & (runs["max_abs_error"] <= TOLERANCE)
+    runs["igm_violation"] = runs["run_dir"].apply(lambda d: last_evaluation(d, "test/igm_violation"))
     rows = []
     for method, group in runs.groupby("method", sort=False):
         greedy = group["greedy_joint_action"].apply(joint)
@@ -59,6 +60,10 @@ def summarise(runs: pd.DataFrame) -> pd.DataFrame:
             "optimal": int(group["optimal"].sum()),
             "optimal_and_within_tol": int(group["recovered"].sum()),
             "max_abs_error_median": float(group["max_abs_error"].median()),
+            "max_abs_error_max": float(group["max_abs_error"].max()),
+            "igm_violation_mean": float(group["igm_violation"].mean()),
+            "joint_value_name": str(group.get("joint_value_name", pd.Series(["joint value"])).iloc[0]),
+            "q_main_mean": _mean_table(group.get("q_main")),
             "greedy_by_seed": " ".join(f"{s}:{g}" for s, g in zip(group["seed"], greedy)),
             "q_joint_mean": np.mean(np.stack(group["q_joint"].apply(np.asarray).tolist()), axis=0),
             "q_joint_std": np.std(np.stack(group["q_joint"].apply(np.asarray).tolist()), axis=0),
@@ -66,38 +71,59 @@ def summarise(runs: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _mean_table(column: pd.Series | None) -> np.ndarray | None:
+    """Mean over seeds of a per-run table column (None when any run lacks it)."""
+    if column is None or column.isna().any():
+        return None
+    return np.mean(np.stack(column.apply(lambda t: np.asarray(t, dtype=float)).tolist()), axis=0)
+
+
 def markdown(name: str, table: PaperTable, summary: pd.DataFrame, skipped: int) -> str:
     lines = [f"# {name}: {table.title}", ""]
     if skipped:
         lines += [f"({skipped} run(s) under RUNS_DIR used another payoff and are left out.)", ""]
     lines += [
-        f"| method | seeds | greedy = optimum | ... and max error <= {TOLERANCE} | median max error | paper's greedy |",
-        "|---|---|---|---|---|---|",
+        (f"| method | joint value | seeds | greedy = optimum | ... and max error <= {TOLERANCE} "
+         "| max error (median / worst) | IGM violation (last eval, mean) | paper's greedy |"),
+        "|---|---|---|---|---|---|---|---|",
     ]
     for row in summary.itertuples():
         entry = table.methods.get(row.algorithm)
         paper = joint(entry.greedy) if entry else "not reported"
-        lines.append(f"| {row.method} | {row.seeds} | {row.optimal}/{row.seeds} | {row.optimal_and_within_tol}/{row.seeds} "
-                     f"| {row.max_abs_error_median:.2f} | {paper} |")
+        lines.append(f"| {row.method} | {row.joint_value_name} | {row.seeds} | {row.optimal}/{row.seeds} "
+                     f"| {row.optimal_and_within_tol}/{row.seeds} | {row.max_abs_error_median:.2f} / {row.max_abs_error_max:.2f} "
+                     f"| {fmt(row.igm_violation_mean)} | {paper} |")
+    lines += ["", ("Max error: max over joint actions of |learned joint value - payoff|. IGM violation: fraction of "
+                   "test states where the joint value's argmax is not the agents' greedy joint action.")]
     payoff = np.asarray(table.payoff)
     for row in summary.itertuples():
         entry = table.methods.get(row.algorithm)
-        lines += ["", f"## {row.method}: mean (std) of the learned joint value over {row.seeds} seeds"
-                  + (f", beside {entry.label}" if entry else " (not in the paper's table)"), ""]
+        lines += ["", f"## {row.method}" + (f", beside {entry.label}" if entry else " (not in the paper's table)"), ""]
         lines.append(f"greedy joint action by seed: {row.greedy_by_seed}" + (f"; paper: {joint(entry.greedy)}" if entry else ""))
         if entry and entry.note:
             lines.append(f"paper note: {entry.note}")
-        lines.append("")
-        header = "| u1 \\ u2 | " + " | ".join(action(j) for j in range(payoff.shape[1]))
-        header += (" | paper " + " | paper ".join(action(j) for j in range(payoff.shape[1]))) if entry else ""
-        lines.append(header + " | payoff |")
-        lines.append("|---" * (1 + payoff.shape[1] * (2 if entry else 1) + 1) + "|")
-        for i in range(payoff.shape[0]):
-            ours = [f"{row.q_joint_mean[i, j]:.2f} ({row.q_joint_std[i, j]:.2f})" for j in range(payoff.shape[1])]
-            theirs = [fmt(v) for v in entry.q_joint[i]] if entry else []
-            pay = " ".join(f"{v:g}" for v in payoff[i])
-            lines.append(f"| {action(i)} | " + " | ".join(ours + theirs) + f" | {pay} |")
+        has_main = row.q_main_mean is not None and row.joint_value_name == "Q_jt"
+        compare_main = bool(entry) and entry.value == "q_main" and has_main
+        lines += ["", f"{row.joint_value_name}, mean (std) over {row.seeds} seeds:", ""]
+        lines += value_table(row.q_joint_mean, row.q_joint_std, payoff, None if compare_main else entry)
+        if has_main:
+            lines += ["", "its main function's value (what the agents factorize), mean over seeds:", ""]
+            lines += value_table(row.q_main_mean, None, payoff, entry if compare_main else None)
     return "\n".join(lines) + "\n"
+
+
+def value_table(mean: np.ndarray, std: np.ndarray | None, payoff: np.ndarray, entry: PaperEntry | None) -> list[str]:
+    """Markdown rows: our mean (std) table, the paper's beside it when given, and the payoff."""
+    cols = range(payoff.shape[1])
+    header = "| u1 \\ u2 | " + " | ".join(action(j) for j in cols)
+    header += (" | paper " + " | paper ".join(action(j) for j in cols)) if entry else ""
+    lines = [header + " | payoff |", "|---" * (1 + payoff.shape[1] * (2 if entry else 1) + 1) + "|"]
+    for i in range(payoff.shape[0]):
+        ours = [f"{mean[i, j]:.2f}" + (f" ({std[i, j]:.2f})" if std is not None else "") for j in cols]
+        theirs = [fmt(v) for v in entry.q_joint[i]] if entry else []
+        pay = " ".join(f"{v:g}" for v in payoff[i])
+        lines.append(f"| {action(i)} | " + " | ".join(ours + theirs) + f" | {pay} |")
+    return lines
 
 
 def heatmap(path: Path, method: str, mean: np.ndarray, payoff: np.ndarray, entry: PaperEntry | None) -> None:
@@ -133,5 +159,7 @@ def table_command(name: str, runs_dir: str, out: str | None = None) -> str:
     payoff = np.asarray(table.payoff, dtype=float)
     for row in summary.itertuples():
         safe = "".join(c if c.isalnum() or c in "_-" else "_" for c in row.method)
-        heatmap(out_dir / f"{name}_{safe}.png", row.method, row.q_joint_mean, payoff, table.methods.get(row.algorithm))
+        entry = table.methods.get(row.algorithm)
+        ours = row.q_main_mean if entry and entry.value == "q_main" and row.q_main_mean is not None else row.q_joint_mean
+        heatmap(out_dir / f"{name}_{safe}.png", row.method, ours, payoff, entry)
     return text + f"\nwritten: {out_dir / (name + '.md')} and {len(summary)} heatmap(s) in {out_dir}\n"

@@ -45,7 +45,8 @@ class ConfigError(ValueError):
 
 
 def optional(node: Any) -> Any:
-    """Instantiate a group choice, or None for the empty `none` options (residual_function=none)."""
+    """Instantiate a group choice, or None for the empty `none` options (residual_function=none,
+    main_function=none)."""
     if node is None or (isinstance(node, DictConfig) and "_target_" not in node):
         return None
     return instantiate(node)
@@ -68,7 +69,7 @@ def build_learner(cfg: DictConfig, spec) -> pl.LightningModule:
     return factory(
         spec=spec,
         agent=instantiate(cfg.agent),
-        main_function=instantiate(cfg.main_function),
+        main_function=optional(cfg.get("main_function")),
         residual_function=optional(cfg.get("residual_function")),
     )
 
@@ -132,7 +133,7 @@ def matrix_game_result(datamodule: RolloutDataModule, learner: pl.LightningModul
         **columns,
         "payoff": payoff.tolist(),
         "q_joint": snapshot["q_joint"],
-        "joint_value_name": "Q_jt" if getattr(learner, "joint_head", "main") == "central" else "Q_tot",
+        "joint_value_name": getattr(learner, "joint_value_name", "Q_tot"),
         "q_main": snapshot.get("q_main"),
         "q_agents": snapshot["q_agents"],
         "greedy_joint_action": snapshot["greedy_joint_action"],

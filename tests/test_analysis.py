@@ -10,7 +10,7 @@ from analysis.paper import RESQ_PAYOFF, TABLES
 
 
 def fake_run(root, name, algorithm, seed, q_joint, greedy, payoff=RESQ_PAYOFF, main_function="qmix",
-             residual_function="none"):
+             residual_function="none", igm=0.0):
     run = root / name
     run.mkdir(parents=True)
     error = max(abs(q - p) for qr, pr in zip(q_joint, payoff) for q, p in zip(qr, pr))
@@ -20,10 +20,10 @@ def fake_run(root, name, algorithm, seed, q_joint, greedy, payoff=RESQ_PAYOFF, m
         **columns, "payoff": payoff, "q_joint": q_joint, "q_agents": [[0, 0, 0], [0, 0, 0]],
         "greedy_joint_action": greedy, "optimal_joint_action": [0, 0], "max_abs_error": error}))
     with open(run / "metrics.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=["t_env", "test/return_mean", *columns])
+        writer = csv.DictWriter(f, fieldnames=["t_env", "test/return_mean", "test/igm_violation", *columns])
         writer.writeheader()
         for t, ret in ((0, -12.0), (1000, 7.9), (2000, 8.0 if greedy == [0, 0] else 7.9)):
-            writer.writerow({"t_env": t, "test/return_mean": ret, **columns})
+            writer.writerow({"t_env": t, "test/return_mean": ret, "test/igm_violation": igm if t else 0.5, **columns})
 
 
 @pytest.fixture
@@ -31,7 +31,7 @@ def runs(tmp_path):
     exact = [list(map(float, r)) for r in RESQ_PAYOFF]
     off = [[v + 0.7 for v in r] for r in exact]
     fake_run(tmp_path, "0", "resq", 0, exact, [0, 0], residual_function="ff")
-    fake_run(tmp_path, "1", "resq", 1, off, [0, 0], residual_function="ff")
+    fake_run(tmp_path, "1", "resq", 1, off, [0, 0], residual_function="ff", igm=1.0)
     fake_run(tmp_path, "2", "qmix", 0, [[-8.0] * 3, [-8.0, 0, 0], [-8.0, 0, 7.5]], [2, 2])
     fake_run(tmp_path, "3", "qmix", 0, exact, [0, 0], payoff=[[1, 0, 0], [0, 0, 0], [0, 0, 0]])
     return tmp_path
@@ -40,8 +40,8 @@ def runs(tmp_path):
 def test_table_counts_seeds_and_shows_the_paper_beside_ours(runs, capsys):
     assert main(["table", "resq_table2", str(runs)]) == 0
     out = capsys.readouterr().out
-    assert "| resq | 2 | 2/2 | 1/2 |" in out  # both optimal, one within 0.5
-    assert "| qmix | 1 | 0/1 | 0/1 |" in out
+    assert "| resq | joint value | 2 | 2/2 | 1/2 | 0.35 / 0.70 | 0.50 |" in out  # both optimal, one within 0.5
+    assert "| qmix | joint value | 1 | 0/1 | 0/1 |" in out  # IGM: the last evaluation's mean over seeds
     assert "1 run(s) under RUNS_DIR used another payoff" in out
     assert "-11.99" in out and "?" in out  # a paper value and an illegible one
     assert "8.35 (0.35)" in out  # mean (std) of 8.0 and 8.7

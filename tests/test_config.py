@@ -22,11 +22,48 @@ def test_every_algorithm_builds_on_every_env(algorithm, env):
     assert learner.spec == datamodule.spec
 
 
-@pytest.mark.parametrize("main", options("main_function"))
-@pytest.mark.parametrize("residual", [r for r in options("residual_function") if r != "none"])
+GRID_MAINS = ["qmix", "vdn", "qatten"]  # ResQ paper Fig. 5 (a, b)
+GRID_RESIDUALS = ["ff", "qmix", "vdn", "qatten"]  # Fig. 5 (d)
+
+
+def test_the_grid_covers_the_groups():
+    assert set(GRID_MAINS) <= set(options("main_function"))
+    assert set(GRID_RESIDUALS) == set(options("residual_function")) - {"none"}
+
+
+@pytest.mark.parametrize("main", GRID_MAINS)
+@pytest.mark.parametrize("residual", GRID_RESIDUALS)
 def test_resq_ablation_grid_composes(main, residual):
     cfg, _, learner = build(["algorithm=resq", f"main_function={main}", f"residual_function={residual}"])
     assert {"main", "residual", "central"} <= set(learner.nets)
+    assert type(learner.nets["main"].mixer).__name__ == cfg.main_function._target_.rsplit(".", 1)[-1]
+    assert type(learner.nets["residual"].mixer).__name__ == cfg.residual_function._target_.rsplit(".", 1)[-1]
+
+
+@pytest.mark.parametrize(("overrides", "fix"), [
+    (["algorithm=resq", "main_function=none"], "pick a main_function"),
+    (["algorithm=iql", "residual_function=ff"], "residual_function=none"),
+    (["algorithm=qtran_base", "main_function=qmix"], "main_function=vdn"),
+    (["algorithm=qtran_alt", "residual_function=ff"], "residual_function=none"),
+    (["algorithm=qmix", "main_function=qatten", "main_function.softmax=false"], "monotonic main_function"),
+    (["algorithm=qmix", "+algorithm.td_weighting._target_=resq.nn.weighting.CentralWeighting"], "algorithm=cw_qmix"),
+])
+def test_incompatible_parts_fail_before_training_with_the_fix(overrides, fix):
+    with pytest.raises(IncompatibleComponentsError, match=fix):
+        build(overrides)
+
+
+def test_a_misspelt_loss_weight_names_the_known_terms():
+    with pytest.raises(ValueError, match=r"loss_nop.*loss_nopt"):
+        build(["algorithm=qtran_base", "+algorithm.loss_weights.loss_nop=1.0"])
+
+
+def test_algorithms_pick_their_optimiser_from_the_optimizer_group():
+    assert compose_config(["algorithm=resq"]).algorithm.optimizer._target_ == "torch.optim.RMSprop"
+    qtran = compose_config(["algorithm=qtran_alt"]).algorithm.optimizer
+    assert qtran._target_ == "torch.optim.Adam" and qtran.lr == 5e-4 and "alpha" not in qtran
+    pymarl2 = compose_config(["algorithm=qmix_pymarl2", "env=matrix_qtran"])
+    assert pymarl2.algorithm.optimizer._target_ == "torch.optim.Adam" and pymarl2.data.batch_size == 128
 
 
 def test_algorithm_picks_its_parts_and_the_command_line_overrides_them():

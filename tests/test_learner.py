@@ -93,14 +93,6 @@ def test_distributional_parts_are_refused_by_an_expected_value_learner():
         learner(main=QuantileMixer)
 
 
-@pytest.mark.parametrize("main", [VDNMixer, QMixer])
-def test_igm_violation_is_zero_for_monotonic_mixers(main):
-    for seed in range(3):
-        torch.manual_seed(seed)
-        model = ValueFactorization(SPEC, agent=RNNAgent, main_function=main, optimizer=torch.optim.RMSprop)
-        assert model.igm_violation(random_batch(seed=seed)).sum() == 0
-
-
 def test_igm_violation_sees_a_central_network_that_disagrees_with_the_agents():
     torch.manual_seed(0)
     model = learner()

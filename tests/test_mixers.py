@@ -5,11 +5,14 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from resq.nn import QMixer, VDNMixer
+from envs import EnvSpec
+from resq.learners.value_factorization import build_mixer
+from resq.nn import JointValue, QMixer, QplexMixer, RNNAgent, VDNMixer, all_joint_actions
 from resq.nn.mixers import Mixer
 from tests.conftest import CONF
 
-N, S = 3, 5
+N, A, S = 3, 4, 5
+SPEC = EnvSpec(n_agents=N, n_actions=A, obs_dim=2, state_dim=S, episode_limit=1)
 MIXER_CONFIGS = [
     f"{group}/{path.stem}"
     for group in ("main_function", "residual_function")
@@ -19,25 +22,99 @@ MIXER_CONFIGS = [
 
 
 def make(name: str) -> Mixer:
-    return instantiate(OmegaConf.load(CONF / f"{name}.yaml"))(n_agents=N, state_dim=S)
+    """The mixer of conf/<name>.yaml, built the way the learner builds it (n_actions where taken)."""
+    return build_mixer(instantiate(OmegaConf.load(CONF / f"{name}.yaml")), SPEC)
+
+
+def extras(mixer: Mixer, lead: tuple[int, ...], generator=None) -> dict[str, torch.Tensor]:
+    """Random extra inputs of the right shapes for mixers that declare them."""
+    out = {}
+    if "actions" in mixer.extra_inputs:
+        out["actions"] = torch.randint(0, A, (*lead, N), generator=generator)
+    if "q_greedy" in mixer.extra_inputs:
+        out["q_greedy"] = torch.randn(*lead, N, generator=generator).abs() + 3.0
+    return out
 
 
 @pytest.mark.parametrize("name", MIXER_CONFIGS)
 def test_mixer_shape_contract(name):
     mixer = make(name)
-    assert mixer(torch.randn(4, 7, N), torch.randn(4, 7, S)).shape == (4, 7, 1)  # (B, T)
-    assert mixer(torch.randn(4, 7, 9, N), torch.randn(4, 7, 9, S)).shape == (4, 7, 9, 1)  # (B, T, J)
+    assert mixer(torch.randn(4, 7, N), torch.randn(4, 7, S), **extras(mixer, (4, 7))).shape == (4, 7, 1)  # (B, T)
+    out = mixer(torch.randn(4, 7, 9, N), torch.randn(4, 7, 9, S), **extras(mixer, (4, 7, 9)))
+    assert out.shape == (4, 7, 9, 1)  # (B, T, J)
     with pytest.raises(ValueError, match="q_taken"):
-        mixer(torch.randn(4, 7, N + 1), torch.randn(4, 7, S))
+        mixer(torch.randn(4, 7, N + 1), torch.randn(4, 7, S), **extras(mixer, (4, 7)))
     with pytest.raises(ValueError, match="state"):
-        mixer(torch.randn(4, 7, N), torch.randn(4, 6, S))
+        mixer(torch.randn(4, 7, N), torch.randn(4, 6, S), **extras(mixer, (4, 7)))
+    for key in mixer.extra_inputs:  # a richer mixer checks its extra inputs too
+        bad = extras(mixer, (4, 7))
+        bad[key] = bad[key][..., :-1]
+        with pytest.raises(ValueError, match=key):
+            mixer(torch.randn(4, 7, N), torch.randn(4, 7, S), **bad)
+        missing = extras(mixer, (4, 7))
+        del missing[key]
+        with pytest.raises(ValueError, match="JointValue"):
+            mixer(torch.randn(4, 7, N), torch.randn(4, 7, S), **missing)
+    if not mixer.extra_inputs:
+        with pytest.raises(ValueError, match="extra inputs"):
+            mixer(torch.randn(4, 7, N), torch.randn(4, 7, S), actions=torch.zeros(4, 7, N, dtype=torch.long))
+
+
+IGM = [name for name in MIXER_CONFIGS if make(name).igm]
+
+
+def test_the_groups_hold_igm_mixers():
+    assert {"main_function/qmix", "main_function/vdn", "main_function/qatten", "main_function/qplex"} <= set(IGM)
+    assert "residual_function/ff" not in IGM
+
+
+def greedy_agreement(mixer: Mixer, seed: int, states: int = 32) -> torch.Tensor:
+    """Per random state: is argmax over all joint actions of the mixed value the agents' greedy joint action?"""
+    g = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    joint = JointValue(RNNAgent(N, A, 2), mixer)
+    q = torch.randn(states, N, A, generator=g) * 5  # (M, N, A)
+    state = torch.randn(states, S, generator=g)
+    acts = all_joint_actions(N, A)  # (J, N)
+    j = acts.shape[0]
+    values = joint(q[:, None].expand(states, j, N, A), acts.expand(states, j, N), state[:, None].expand(states, j, S))
+    best = acts[values[..., 0].argmax(-1)]  # (M, N)
+    return (best == q.argmax(-1)).all(-1)
+
+
+@pytest.mark.parametrize("name", IGM)
+def test_mixers_declared_igm_put_the_greedy_joint_action_at_the_argmax(name):
+    """IGM by construction: on random utilities and states the joint argmax is the agents' greedy action
+    (QPLEX's argmax consistency; QMIX, VDN and QAtten through monotonicity)."""
+    for seed in range(3):
+        assert greedy_agreement(make(name), seed).all(), name
+
+
+def test_the_argmax_check_catches_a_mixer_without_igm():
+    assert not greedy_agreement(make("residual_function/ff"), 0).all()
+
+
+def test_qplex_is_not_monotonic_but_its_advantages_keep_the_greedy_action_best():
+    """Q_tot = sum_i V'_i + sum_i lambda_i A'_i: equal to sum_i V'_i at the greedy action, lower elsewhere,
+    and lambda depends on the joint action (so Q_tot can order non-greedy actions non-monotonically)."""
+    torch.manual_seed(0)
+    mixer = QplexMixer(N, S, n_actions=A)
+    state = torch.randn(64, S)
+    q_greedy = torch.randn(64, N)
+    w, c = mixer.transform.coefficients(state)
+    at_greedy = mixer(q_greedy, state, actions=torch.zeros(64, N, dtype=torch.long), q_greedy=q_greedy)
+    assert torch.allclose(at_greedy, (w * q_greedy).sum(-1, keepdim=True) + c, atol=1e-5)
+    lam_a = mixer.importance(state, torch.zeros(64, N, dtype=torch.long))
+    lam_b = mixer.importance(state, torch.ones(64, N, dtype=torch.long))
+    assert (lam_a > 0).all() and not torch.allclose(lam_a, lam_b)
 
 
 MONOTONIC = [name for name in MIXER_CONFIGS if make(name).monotonic]
 
 
 def test_the_groups_hold_monotonic_mixers():
-    assert {"main_function/qmix", "main_function/vdn"} <= set(MONOTONIC)
+    assert {"main_function/qmix", "main_function/vdn", "main_function/qatten"} <= set(MONOTONIC)
+    assert "main_function/qplex" not in MONOTONIC  # IGM by construction, but not monotonic
 
 
 @pytest.mark.parametrize("name", MONOTONIC)

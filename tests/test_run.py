@@ -82,3 +82,27 @@ def test_cli_unknown_env_lists_the_options(tmp_path):
     out = run_cli(["env=nope"], tmp_path)
     assert out.returncode != 0
     assert "Available options in 'env'" in out.stderr and "matrix_resq" in out.stderr
+
+
+def test_an_ablation_run_carries_its_parts_into_the_result_files(tmp_path):
+    overrides = ["algorithm=resq", "main_function=qatten", "residual_function=vdn"]
+    cfg = compose_config(QUICK + overrides)
+    choices = {**CHOICES, "main_function": "qatten", "residual_function": "vdn"}
+    train(cfg, tmp_path, choices)
+    rows = read_csv(tmp_path / "metrics.csv")
+    assert {(r["main_function"], r["residual_function"]) for r in rows} == {("qatten", "vdn")}
+    assert json.loads((tmp_path / "matrix_game.json").read_text())["main_function"] == "qatten"
+
+
+@pytest.mark.parametrize("experiment", ["resq_table2", "qtran_table1"])
+def test_each_experiment_runs_a_tiny_version_of_itself(tmp_path, experiment):
+    """Every algorithm of the experiment's sweep trains (one seed, 64 env steps) and writes its table."""
+    out = run_cli(["-m", f"experiment={experiment}", "seed=0", "t_max=64", "test_interval=64",
+                   "hydra.launcher.n_jobs=1", f"hydra.sweep.dir={tmp_path}/sweep"], tmp_path)
+    assert out.returncode == 0, out.stderr
+    runs = sorted((tmp_path / "sweep").glob("*/matrix_game.json"))
+    algorithms = {json.loads(p.read_text())["algorithm"] for p in runs}
+    pinned = compose_config([f"experiment={experiment}"], return_hydra_config=True).hydra.sweeper.params
+    assert algorithms == set(pinned.algorithm.split(","))
+    assert {"qtran_base", "vdn", "qmix"} <= algorithms
+    assert not list((tmp_path / "sweep").glob("*/error.txt"))

@@ -9,16 +9,19 @@ Target: TD(lambda) return y from the target copy of the bootstrap head (Q_jt whe
 network, else Q_tot), evaluated at the greedy actions of the current agents (double Q).
 Losses (masked means over filled steps):
     loss_td = (Q_tot + w_r Q_r - y)^2, with w_r = 0 where every agent took its greedy action, else 1
-              (plain (Q_tot - y)^2 without a residual)
+              (plain (Q_tot - y)^2 without a residual; times a weight w(s, u) with a `td_weighting`)
     loss_jt = (Q_jt - y)^2, only with a central network.
+The step minimises sum_k loss_weights[k] * loss_k (weights default to 1).
 VDN and QMIX are this module without residual and central; ResQ is it with both
-(`papers/resq_neurips2022.md` Sec. 4.3, SPEC.md "ResQ").
+(`papers/resq_neurips2022.md` Sec. 4.3, SPEC.md "ResQ"); Weighted QMIX is QMIX with a central Q* and a
+`td_weighting`; IQL is it without a main function (each agent regresses its own Q_i on the team target).
 """
 
 from __future__ import annotations
 
 import copy
 import functools
+import inspect
 import math
 from collections.abc import Callable
 from typing import Any
@@ -34,6 +37,7 @@ from resq.data.exploration import epsilon_greedy, masked_argmax
 from resq.learners.errors import IncompatibleComponentsError, NonFiniteLossError
 from resq.nn.joint import JointValue, all_joint_actions, gather_actions
 from resq.nn.returns import td_lambda_returns
+from resq.nn.weighting import TDWeighting
 
 
 def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -45,6 +49,15 @@ def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 def residual_mask(actions: torch.Tensor, greedy: torch.Tensor) -> torch.Tensor:
     """w_r (*, 1): 0 where every agent's action equals its greedy action, else 1. No gradient flows."""
     return (actions != greedy).any(dim=-1, keepdim=True).float()
+
+
+def build_mixer(factory: Callable[..., nn.Module], spec: EnvSpec) -> nn.Module:
+    """`factory(n_agents=, state_dim=)`, plus `n_actions=` for mixers whose constructor takes it (QPLEX)."""
+    kwargs = {"n_agents": spec.n_agents, "state_dim": spec.state_dim}
+    cls = component_class(factory)
+    if "n_actions" in inspect.signature(cls).parameters and "n_actions" not in getattr(factory, "keywords", {}):
+        kwargs["n_actions"] = spec.n_actions
+    return factory(**kwargs)
 
 
 def component_class(factory: Callable) -> type:
@@ -69,10 +82,14 @@ class ValueFactorization(pl.LightningModule):
     Args:
         spec: the environment's facts.
         agent: factory `agent(n_agents=, n_actions=, obs_dim=)` for every recurrent utility network.
-        main_function: factory `mixer(n_agents=, state_dim=)` for Q_tot.
+        main_function: factory `mixer(n_agents=, state_dim=)` (plus `n_actions=` when the mixer's
+            constructor takes it) for Q_tot, or None for independent learners (IQL): no mixing, each
+            agent's Q_i is trained on the team target and the joint value is sum_i Q_i.
         optimizer: factory `optimizer(params)`.
         residual_function: factory for the Q_r mixer, or None. Needs `central`.
         central: factory for the Q_jt mixer, or None.
+        td_weighting: a weight w(s, u) on loss_td (Weighted QMIX, `resq.nn.weighting`), or None.
+        loss_weights: weight of each named loss term in the total (missing names weigh 1).
         gamma, td_lambda: discount and TD(lambda) mixing.
         target_update_interval: episodes between hard target-network updates.
         double_q: pick bootstrap actions with the current agents (True) or the target agents.
@@ -84,6 +101,8 @@ class ValueFactorization(pl.LightningModule):
     """
 
     value_type = "expected"
+    #: the loss terms `losses` can return; `loss_weights` may name only these.
+    loss_names: tuple[str, ...] = ("loss_td", "loss_jt")
 
     def __init__(
         self,
@@ -101,12 +120,24 @@ class ValueFactorization(pl.LightningModule):
         lr_final_fraction: float = 1.0,
         igm_max_states: int = 256,
         igm_max_joint_actions: int = 4096,
+        td_weighting: TDWeighting | None = None,
+        loss_weights: dict[str, float] | None = None,
     ) -> None:
         super().__init__()
         if residual_function is not None and central is None:
             raise IncompatibleComponentsError(
                 "residual_function is set but the algorithm has no central Q_jt for Q_tot + w_r Q_r to track. "
                 "Use algorithm=resq (or another algorithm with a central network), or residual_function=none."
+            )
+        if main_function is None and (residual_function is not None or central is not None):
+            raise IncompatibleComponentsError(
+                "main_function=none (independent Q-learning) has no Q_tot for a residual or central network to "
+                "work with. Use residual_function=none with algorithm=iql, or pick a main_function (qmix, vdn, ...)."
+            )
+        if td_weighting is not None and td_weighting.uses_central and central is None:
+            raise IncompatibleComponentsError(
+                f"{type(td_weighting).__name__} needs Q*(s, u_greedy) from a central network, and this algorithm "
+                f"has none. Use algorithm=cw_qmix, or set algorithm.central."
             )
         for role, factory in (("agent", agent), ("main_function", main_function),
                               ("residual_function", residual_function), ("central", central)):
@@ -122,14 +153,27 @@ class ValueFactorization(pl.LightningModule):
         self.lr_final_fraction = lr_final_fraction
         self.igm_max_states, self.igm_max_joint_actions = igm_max_states, igm_max_joint_actions
         self.optimizer_factory = optimizer
+        self.td_weighting = td_weighting
+        self.loss_weights = {str(k): float(v) for k, v in (loss_weights or {}).items()}
+        unknown = sorted(set(self.loss_weights) - set(self.loss_names))
+        if unknown:
+            raise ValueError(f"algorithm.loss_weights names unknown loss terms {unknown}; "
+                             f"{type(self).__name__} has {list(self.loss_names)}")
 
-        def joint(mixer_factory: Callable[..., nn.Module]) -> JointValue:
+        def joint(mixer_factory: Callable[..., nn.Module] | None) -> JointValue:
             return JointValue(
                 agent(n_agents=spec.n_agents, n_actions=spec.n_actions, obs_dim=spec.obs_dim),
-                mixer_factory(n_agents=spec.n_agents, state_dim=spec.state_dim),
+                None if mixer_factory is None else build_mixer(mixer_factory, spec),
             )
 
         self.nets = nn.ModuleDict({"main": joint(main_function)})
+        main_mixer = self.nets["main"].mixer
+        if main_mixer is not None and not getattr(main_mixer, "igm", False):
+            raise IncompatibleComponentsError(
+                f"main_function={type(main_mixer).__name__} (with these arguments) does not keep the agents' greedy "
+                f"joint action at the argmax of Q_tot (IGM), so greedy agents would not follow it. Use a monotonic "
+                f"main_function (qmix, vdn, qatten with softmax=true) or qplex."
+            )
         if residual_function is not None:
             self.nets["residual"] = joint(residual_function)
         if central is not None:
@@ -149,13 +193,22 @@ class ValueFactorization(pl.LightningModule):
         """The network whose value is the method's joint value: Q_jt if there is one, else Q_tot."""
         return "central" if "central" in self.nets else "main"
 
+    @property
+    def joint_value_name(self) -> str:
+        """What `joint_values`' q_joint is, for result files: Q_jt, Q_tot, or sum_i Q_i (no mixer)."""
+        if self.joint_head == "central":
+            return "Q_jt"
+        return "Q_tot" if self.nets["main"].mixer is not None else "sum_i Q_i"
+
     def utilities(self, nets: nn.ModuleDict, head: str, batch: EpisodeBatch) -> torch.Tensor:
         """(B, T+1, N, A) utilities of `head`'s agent network over the whole batch."""
         return nets[head].utilities(batch.obs, batch.prev_actions_onehot)
 
-    def residual_value(self, q_r: torch.Tensor, actions: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
+    def residual_value(
+        self, q_r: torch.Tensor, actions: torch.Tensor, state: torch.Tensor, avail: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Q_r = -|mixer_r(...)| <= 0 (*, 1)."""
-        return -self.nets["residual"](q_r, actions, state).abs()
+        return -self.nets["residual"](q_r, actions, state, avail).abs()
 
     # ---- acting (the collector's Policy) -----------------------------------------------------
     def initial_state(self, batch_size: int) -> torch.Tensor:
@@ -174,29 +227,47 @@ class ValueFactorization(pl.LightningModule):
         chooser = q_main if self.double_q else self.utilities(self.target_nets, "main", batch)
         greedy_next = masked_argmax(batch.following(chooser), batch.following(batch.avail))  # (B, T, N)
         q_next = batch.following(self.utilities(self.target_nets, head, batch))  # (B, T, N, A)
-        next_value = self.target_nets[head](q_next, greedy_next, batch.following(batch.state))  # (B, T, 1)
+        next_value = self.target_nets[head](
+            q_next, greedy_next, batch.following(batch.state), batch.following(batch.avail)
+        )  # (B, T, 1), or (B, T, N) for independent learners
         return td_lambda_returns(batch.reward, batch.terminated, batch.mask, next_value, self.gamma, self.td_lambda)
 
     def losses(self, batch: EpisodeBatch) -> dict[str, torch.Tensor]:
         mask, actions = batch.mask, batch.actions  # (B, T, 1), (B, T, N)
-        state = batch.current(batch.state)  # (B, T, S)
+        state, avail = batch.current(batch.state), batch.current(batch.avail)  # (B, T, S), (B, T, N, A)
         q = self.utilities(self.nets, "main", batch)  # (B, T+1, N, A)
         q_t = batch.current(q)  # (B, T, N, A)
-        q_tot = self.nets["main"](q_t, actions, state)  # (B, T, 1)
-        y = self.td_targets(batch, q.detach())  # (B, T, 1)
+        q_tot = self.nets["main"](q_t, actions, state, avail)  # (B, T, 1), or (B, T, N) without a mixer
+        y = self.td_targets(batch, q.detach())  # like q_tot
         out: dict[str, torch.Tensor] = {}
         q_pred = q_tot
+        greedy = masked_argmax(q_t.detach(), avail)  # (B, T, N)
         if "residual" in self.nets:
-            greedy = masked_argmax(q_t.detach(), batch.current(batch.avail))  # (B, T, N)
             w_r = residual_mask(actions, greedy)  # (B, T, 1)
-            q_r = self.residual_value(batch.current(self.utilities(self.nets, "residual", batch)), actions, state)
+            q_r = self.residual_value(batch.current(self.utilities(self.nets, "residual", batch)), actions, state, avail)
             q_pred = q_tot + w_r * q_r
             out["q_r_mean"] = masked_mean(q_r.detach(), mask)
-        out["loss_td"] = masked_mean((q_pred - y) ** 2, mask)
+        td_error_sq = (q_pred - y) ** 2
+        q_central = None
         if "central" in self.nets:
-            q_jt = self.nets["central"](batch.current(self.utilities(self.nets, "central", batch)), actions, state)
+            q_central = batch.current(self.utilities(self.nets, "central", batch))  # (B, T, N, A)
+            q_jt = self.nets["central"](q_central, actions, state, avail)  # (B, T, 1)
             out["loss_jt"] = masked_mean((q_jt - y) ** 2, mask)
+        if self.td_weighting is not None:
+            with torch.no_grad():
+                q_star_greedy = None
+                if self.td_weighting.uses_central:
+                    q_star_greedy = self.nets["central"](q_central, greedy, state, avail)  # (B, T, 1)
+                taken_greedy = 1.0 - residual_mask(actions, greedy)  # (B, T, 1)
+                w = self.td_weighting(q_pred.detach(), y, taken_greedy, q_star_greedy)  # (B, T, 1)
+            out["td_weight_mean"] = masked_mean(w, mask)
+            td_error_sq = w * td_error_sq
+        out["loss_td"] = masked_mean(td_error_sq, mask)
         return out
+
+    def total_loss(self, terms: dict[str, torch.Tensor]) -> torch.Tensor:
+        """sum_k loss_weights[k] * terms[k] over the terms named `loss_*` (other terms are diagnostics)."""
+        return sum(self.loss_weights.get(k, 1.0) * v for k, v in terms.items() if k.startswith("loss_"))
 
     def training_step(self, batch: EpisodeBatch, batch_idx: int) -> torch.Tensor:
         episodes = int(batch.info.get("episodes", 0))
@@ -204,7 +275,7 @@ class ValueFactorization(pl.LightningModule):
             self.update_targets()
             self._last_target_update = episodes
         terms = self.losses(batch)
-        loss = sum(v for k, v in terms.items() if k.startswith("loss_"))
+        loss = self.total_loss(terms)
         if not torch.isfinite(loss):
             bad = next((k for k, v in terms.items() if k.startswith("loss_") and not torch.isfinite(v)), "total")
             value = float(terms.get(bad, loss).detach())
@@ -253,7 +324,8 @@ class ValueFactorization(pl.LightningModule):
 
         `joint_actions` is (J, N), shared by all states. Returns q_agents (M, N, A) (main utilities),
         greedy (M, N) (the agents' greedy joint action), q_joint (M, J) (the joint head's value: Q_jt
-        when there is a central network, else Q_tot; -inf where an action is unavailable), q_main
+        when there is a central network, else Q_tot, or sum_i Q_i without a mixer (IQL); -inf where an
+        action is unavailable), q_main
         (M, J) (Q_tot), and q_greedy (M,) (the joint head's value at the greedy joint action).
         """
         b, t = rows.unbind(-1)
@@ -267,8 +339,10 @@ class ValueFactorization(pl.LightningModule):
                 acts = torch.cat([joint_actions.expand(m, -1, -1), out["greedy"][:, None]], dim=1)  # (M, J+1, N)
                 j = acts.shape[1]
                 state_j = state[:, None].expand(m, j, state.shape[-1])  # (M, J+1, S)
-                feasible = gather_actions(avail[:, None].expand(m, j, *avail.shape[1:]), acts).all(-1)  # (M, J+1)
-            value = self.nets[head](q[:, None].expand(m, j, *q.shape[1:]), acts, state_j)[..., 0]  # (M, J+1)
+                avail_j = avail[:, None].expand(m, j, *avail.shape[1:])  # (M, J+1, N, A)
+                feasible = gather_actions(avail_j, acts).all(-1)  # (M, J+1)
+            # (M, J+1, 1) -> (M, J+1); without a mixer (IQL) the joint value is sum_i Q_i: (M, J+1, N) -> (M, J+1)
+            value = self.nets[head](q[:, None].expand(m, j, *q.shape[1:]), acts, state_j, avail_j).sum(-1)
             value = value.masked_fill(~feasible, float("-inf"))
             key = "q_main" if head == "main" else "q_joint"
             out[key] = value[:, :-1]

@@ -2,7 +2,7 @@
 
 from resq.nn.agents import RNNAgent
 from resq.nn.joint import JointValue, all_joint_actions, gather_actions
-from resq.nn.mixers import FeedForwardMixer, Mixer, QattenMixer, QMixer, VDNMixer
+from resq.nn.mixers import FeedForwardMixer, Mixer, QattenMixer, QMixer, QplexMixer, VDNMixer
 from resq.nn.returns import td_lambda_returns
 
 __all__ = [
@@ -11,6 +11,7 @@ __all__ = [
     "Mixer",
     "QMixer",
     "QattenMixer",
+    "QplexMixer",
     "RNNAgent",
     "VDNMixer",
     "all_joint_actions",

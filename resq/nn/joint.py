@@ -20,11 +20,16 @@ def all_joint_actions(n_agents: int, n_actions: int) -> torch.Tensor:
 class JointValue(nn.Module):
     """An agent network (utilities per agent) plus a mixer (one joint value).
 
-    `utilities(obs, prev_actions_onehot)` -> (B, T+1, N, A); `forward(q, actions, state)` mixes the
-    utilities `q` (*, N, A) at `actions` (*, N) with `state` (*, S) -> (*, 1).
+    `utilities(obs, prev_actions_onehot)` -> (B, T+1, N, A); `forward(q, actions, state, avail=None)`
+    mixes the utilities `q` (*, N, A) at `actions` (*, N) with `state` (*, S) -> (*, 1). Mixers that
+    declare `extra_inputs` (see `resq.nn.mixers.base`) also get the actions and the agents' greedy values
+    max_u Q_i(u) over the actions `avail` (*, N, A) allows (all, when avail is None).
+
+    With `mixer=None` there is no mixing (independent Q-learning): forward returns each agent's own
+    value at its action, (*, N).
     """
 
-    def __init__(self, agent: nn.Module, mixer: nn.Module) -> None:
+    def __init__(self, agent: nn.Module, mixer: nn.Module | None) -> None:
         super().__init__()
         self.agent = agent
         self.mixer = mixer
@@ -32,5 +37,17 @@ class JointValue(nn.Module):
     def utilities(self, obs: torch.Tensor, prev_actions_onehot: torch.Tensor) -> torch.Tensor:
         return self.agent(obs, prev_actions_onehot)[0]
 
-    def forward(self, q: torch.Tensor, actions: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
-        return self.mixer(gather_actions(q, actions), state)
+    def forward(
+        self, q: torch.Tensor, actions: torch.Tensor, state: torch.Tensor, avail: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        q_taken = gather_actions(q, actions)  # (*, N)
+        if self.mixer is None:
+            return q_taken
+        wanted = getattr(self.mixer, "extra_inputs", ())
+        extra: dict[str, torch.Tensor] = {}
+        if "actions" in wanted:
+            extra["actions"] = actions
+        if "q_greedy" in wanted:
+            masked = q if avail is None else q.masked_fill(~avail, float("-inf"))
+            extra["q_greedy"] = masked.max(-1).values  # (*, N)
+        return self.mixer(q_taken, state, **extra)
