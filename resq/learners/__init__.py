@@ -1,6 +1,7 @@
 """LightningModules: one per genuinely different training step."""
 
+from resq.learners.distributional import DistributionalValueFactorization
 from resq.learners.errors import IncompatibleComponentsError, NonFiniteLossError
 from resq.learners.value_factorization import ValueFactorization
 
-__all__ = ["IncompatibleComponentsError", "NonFiniteLossError", "ValueFactorization"]
+__all__ = ["DistributionalValueFactorization", "IncompatibleComponentsError", "NonFiniteLossError", "ValueFactorization"]

@@ -57,10 +57,21 @@ def check_value_type(expected: str, role: str, factory: Callable) -> None:
     found = getattr(cls, "value_type", None)
     if found != expected:
         raise IncompatibleComponentsError(
-            f"{role}={cls.__name__} is a {found or 'unknown'}-value component but this algorithm needs "
-            f"{expected}-value parts. Pick a {role} from the {expected} options "
-            f"(see conf/{role}/), or an algorithm of the other kind."
+            f"{role}={cls.__name__} is {'an' if found in ('expected', None) else 'a'} {found or 'unknown'}-value "
+            f"component but this algorithm needs {expected}-value parts; expected-value and distributional parts do not mix. "
+            f"Fix: {_VALUE_TYPE_FIXES.get(expected, f'pick a {role} from the {expected} options (see conf/{role}/)')}."
         )
+
+
+# What to do when a part of the other value type is picked, keyed by the algorithm's value type.
+_VALUE_TYPE_FIXES = {
+    "expected": "keep this algorithm with expected-value parts (e.g. algorithm=resq main_function=qmix, "
+                "agent=rnn), or use the part with a distributional algorithm (algorithm=resz, datten, dmix "
+                "or ddn, e.g. algorithm=resz main_function=dmix)",
+    "distributional": "keep this algorithm with distributional parts (main_function=datten, ddn or dmix; "
+                      "agent=iqn; e.g. algorithm=resz main_function=dmix), or use the part with an "
+                      "expected-value algorithm (e.g. algorithm=resq main_function=qmix)",
+}
 
 
 class ValueFactorization(pl.LightningModule):
@@ -84,6 +95,8 @@ class ValueFactorization(pl.LightningModule):
     """
 
     value_type = "expected"
+    #: how a head is built from an agent network and a mixer (distributional learners swap it)
+    joint_value_class: type[nn.Module] = JointValue
 
     def __init__(
         self,
@@ -123,8 +136,8 @@ class ValueFactorization(pl.LightningModule):
         self.igm_max_states, self.igm_max_joint_actions = igm_max_states, igm_max_joint_actions
         self.optimizer_factory = optimizer
 
-        def joint(mixer_factory: Callable[..., nn.Module]) -> JointValue:
-            return JointValue(
+        def joint(mixer_factory: Callable[..., nn.Module]) -> nn.Module:
+            return self.joint_value_class(
                 agent(n_agents=spec.n_agents, n_actions=spec.n_actions, obs_dim=spec.obs_dim),
                 mixer_factory(n_agents=spec.n_agents, state_dim=spec.state_dim),
             )
@@ -261,14 +274,16 @@ class ValueFactorization(pl.LightningModule):
         m = state.shape[0]
         out: dict[str, torch.Tensor] = {}
         for head in dict.fromkeys(["main", self.joint_head]):
-            q = self.utilities(self.nets, head, batch)[b, t]  # (M, N, A)
+            q = self.utilities(self.nets, head, batch)[b, t]  # (M, N, A), or (M, N, A, K) quantiles
             if head == "main":
-                out["q_agents"], out["greedy"] = q, masked_argmax(q, avail)
+                q_mean = self.expected_utilities(q)  # (M, N, A)
+                out["q_agents"], out["greedy"] = q_mean, masked_argmax(q_mean, avail)
                 acts = torch.cat([joint_actions.expand(m, -1, -1), out["greedy"][:, None]], dim=1)  # (M, J+1, N)
                 j = acts.shape[1]
                 state_j = state[:, None].expand(m, j, state.shape[-1])  # (M, J+1, S)
                 feasible = gather_actions(avail[:, None].expand(m, j, *avail.shape[1:]), acts).all(-1)  # (M, J+1)
-            value = self.nets[head](q[:, None].expand(m, j, *q.shape[1:]), acts, state_j)[..., 0]  # (M, J+1)
+            # (M, J+1, 1) -> (M, J+1); for a distributional head (M, J+1, K) -> its mean over K
+            value = self.nets[head](q[:, None].expand(m, j, *q.shape[1:]), acts, state_j).mean(-1)  # (M, J+1)
             value = value.masked_fill(~feasible, float("-inf"))
             key = "q_main" if head == "main" else "q_joint"
             out[key] = value[:, :-1]
@@ -276,6 +291,11 @@ class ValueFactorization(pl.LightningModule):
                 out["q_greedy"] = value[:, -1]
         out.setdefault("q_joint", out["q_main"])
         return out
+
+    @staticmethod
+    def expected_utilities(q: torch.Tensor) -> torch.Tensor:
+        """The agents' expected utilities (M, N, A) from what `utilities` returns (identity here)."""
+        return q
 
     @torch.no_grad()
     def igm_violation(self, batch: EpisodeBatch, generator: torch.Generator | None = None) -> torch.Tensor:
