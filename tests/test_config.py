@@ -22,8 +22,8 @@ def test_every_algorithm_builds_on_every_env(algorithm, env):
     assert learner.spec == datamodule.spec
 
 
-@pytest.mark.parametrize("main", options("main_function"))
-@pytest.mark.parametrize("residual", [r for r in options("residual_function") if r != "none"])
+@pytest.mark.parametrize("main", options("main_function", "expected"))
+@pytest.mark.parametrize("residual", options("residual_function", "expected"))
 def test_resq_ablation_grid_composes(main, residual):
     cfg, _, learner = build(["algorithm=resq", f"main_function={main}", f"residual_function={residual}"])
     assert {"main", "residual", "central"} <= set(learner.nets)
