@@ -192,7 +192,7 @@ def test_datten_applies_qatten_coefficients_to_every_quantile():
 
 
 def test_attention_without_softmax_is_affine_in_the_utilities_for_a_fixed_state():
-    """Why ResZ's default residual cannot represent the ResQ matrix game (docs/methods/resz.md): in one
+    """Why ResZ's default residual misses the ResQ matrix game's optimum (docs/methods/resz.md): in one
     state, -|sum_i k_i Z_i + c| is minus the absolute value of a function additive over the agents."""
     torch.manual_seed(0)
     mixer = DAttenMixer(N, S, softmax=False)
