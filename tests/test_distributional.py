@@ -37,8 +37,11 @@ def make(name: str):
     return instantiate(OmegaConf.load(CONF / f"{name}.yaml"))(n_agents=N, state_dim=S)
 
 
-def resz(main=DAttenMixer, residual=partial(DAttenMixer, softmax=False), central=partial(QuantileMLPMixer, n_quantiles=K),
-         **kwargs):
+ATTENTION_RESIDUAL = partial(DAttenMixer, softmax=False)
+CENTRAL = partial(QuantileMLPMixer, n_quantiles=K)
+
+
+def resz(main=DAttenMixer, residual=ATTENTION_RESIDUAL, central=CENTRAL, **kwargs):
     return DistributionalValueFactorization(SPEC, agent=IQNAgent, main_function=main, optimizer=torch.optim.RMSprop,
                                             residual_function=residual, central=central, **kwargs)
 

@@ -58,7 +58,7 @@ class IQNAgent(RNNAgent):
 
     def quantiles(self, features: torch.Tensor, tau: torch.Tensor) -> torch.Tensor:
         """GRU features (B, T, N, H) at levels tau (B, T, K) shared by the agents -> (B, T, N, A, K)."""
-        b, t, n, h = features.shape
+        b, t = features.shape[:2]
         if tau.dim() != 3 or tau.shape[:2] != (b, t):
             raise ValueError(f"tau must be (B, T, K) = ({b}, {t}, K) for features {tuple(features.shape)}, "
                              f"got {tuple(tau.shape)}")
