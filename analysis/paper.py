@@ -1,7 +1,8 @@
 """The papers' reported matrix-game tables, transcribed from `papers/` (rows: agent 1, columns: agent 2).
 
 `None` marks an entry that is illegible in our copy of the paper (lost in the PDF extraction); it is
-shown as "?" and never guessed. Greedy joint actions are the paper's boldface.
+shown as "?" and never guessed. Greedy joint actions are the paper's boldface. Where the paper gives
+only words (Table 3, the noisy game), `claims` records them and no numbers are made up.
 """
 
 from __future__ import annotations
@@ -33,6 +34,10 @@ class PaperTable:
     methods: dict[str, PaperEntry] = field(default_factory=dict)
     # algorithm names whose runs belong in this table but that the paper does not report
     also: tuple[str, ...] = ()
+    # the reward noise of the game (runs with another noise level are left out)
+    noise_std: float = 0.0
+    # what the paper says in words where it gives no table, per algorithm (never turned into numbers)
+    claims: dict[str, str] = field(default_factory=dict)
 
 
 TABLES: dict[str, PaperTable] = {
@@ -93,6 +98,24 @@ TABLES: dict[str, PaperTable] = {
             ),
         },
         also=("qmix", "vdn"),
+    ),
+    "resq_table3": PaperTable(
+        title="ResQ paper (NeurIPS 2022) Sec. 5.2 / Table 3: ResQ payoff + N(0,1) reward noise, epsilon = 1, 50k steps",
+        payoff=RESQ_PAYOFF,
+        noise_std=1.0,
+        # Our copy has no Table 3 values (the table is in an appendix we do not have). Sec. 5.2 says
+        # only: "ResQ/ResZ and QTran can find the optimal policy while most of the algorithms cannot".
+        claims={
+            "resq": "finds the optimum (text)",
+            "resz": "finds the optimum (text)",
+            "qtran_base": "finds the optimum (text; base or alt not said)",
+            "qtran_alt": "finds the optimum (text; base or alt not said)",
+            "qmix": "'most of the algorithms cannot' (which ones: not said)",
+            "vdn": "'most of the algorithms cannot' (which ones: not said)",
+            "dmix": "'most of the algorithms cannot' (which ones: not said)",
+            "ddn": "'most of the algorithms cannot' (which ones: not said)",
+        },
+        also=("resq", "resz", "qtran_base", "qtran_alt", "qmix", "vdn", "dmix", "ddn"),
     ),
     "qtran_table1": PaperTable(
         title="QTRAN paper (ICML 2019) Table 1: one-step game, epsilon = 1, 20k steps",

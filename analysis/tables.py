@@ -37,10 +37,13 @@ def get_table(name: str) -> PaperTable:
 
 
 def select_runs(frame: pd.DataFrame, table: PaperTable) -> tuple[pd.DataFrame, int]:
-    """The runs played on the table's payoff (any env name); returns them and how many were skipped."""
+    """The runs played on the table's payoff and reward noise (any env name); returns them and how many
+    were skipped. Result files without `noise_std` are noise-free games."""
     target = np.asarray(table.payoff, dtype=float)
     same = frame["payoff"].apply(lambda p: np.asarray(p, dtype=float).shape == target.shape
                                  and np.allclose(np.asarray(p, dtype=float), target))
+    noise = frame["noise_std"].fillna(0.0) if "noise_std" in frame else pd.Series(0.0, index=frame.index)
+    same &= np.isclose(noise.astype(float), table.noise_std)
     return frame[same].copy(), int((~same).sum())
 
 
@@ -62,7 +65,7 @@ def summarise(runs: pd.DataFrame) -> pd.DataFrame:
             "max_abs_error_median": float(group["max_abs_error"].median()),
             "max_abs_error_max": float(group["max_abs_error"].max()),
             "igm_violation_mean": float(group["igm_violation"].mean()),
-            "joint_value_name": str(group.get("joint_value_name", pd.Series(["joint value"])).iloc[0]),
+            "joint_value_name": _value_name(group),
             "q_main_mean": _mean_table(group.get("q_main")),
             "greedy_by_seed": " ".join(f"{s}:{g}" for s, g in zip(group["seed"], greedy)),
             "q_joint_mean": np.mean(np.stack(group["q_joint"].apply(np.asarray).tolist()), axis=0),
@@ -78,18 +81,32 @@ def _mean_table(column: pd.Series | None) -> np.ndarray | None:
     return np.mean(np.stack(column.apply(lambda t: np.asarray(t, dtype=float)).tolist()), axis=0)
 
 
+def _value_name(group: pd.DataFrame) -> str:
+    """The learned joint value's name (Q_jt, E[Z_jt], ...) as the runs recorded it."""
+    if "joint_value_name" not in group:
+        return "joint value"
+    names = group["joint_value_name"].dropna().unique()
+    return str(names[0]) if len(names) == 1 else "joint value"
+
+
+def paper_says(table: PaperTable, algorithm: str) -> str:
+    entry = table.methods.get(algorithm)
+    if entry:
+        return joint(entry.greedy)
+    return table.claims.get(algorithm, "not reported")
+
+
 def markdown(name: str, table: PaperTable, summary: pd.DataFrame, skipped: int) -> str:
     lines = [f"# {name}: {table.title}", ""]
     if skipped:
-        lines += [f"({skipped} run(s) under RUNS_DIR used another payoff and are left out.)", ""]
+        lines += [f"({skipped} run(s) under RUNS_DIR used another payoff or reward noise and are left out.)", ""]
     lines += [
         (f"| method | joint value | seeds | greedy = optimum | ... and max error <= {TOLERANCE} "
          "| max error (median / worst) | IGM violation (last eval, mean) | paper's greedy |"),
         "|---|---|---|---|---|---|---|---|",
     ]
     for row in summary.itertuples():
-        entry = table.methods.get(row.algorithm)
-        paper = joint(entry.greedy) if entry else "not reported"
+        paper = paper_says(table, row.algorithm)
         lines.append(f"| {row.method} | {row.joint_value_name} | {row.seeds} | {row.optimal}/{row.seeds} "
                      f"| {row.optimal_and_within_tol}/{row.seeds} | {row.max_abs_error_median:.2f} / {row.max_abs_error_max:.2f} "
                      f"| {fmt(row.igm_violation_mean)} | {paper} |")
@@ -99,10 +116,12 @@ def markdown(name: str, table: PaperTable, summary: pd.DataFrame, skipped: int) 
     for row in summary.itertuples():
         entry = table.methods.get(row.algorithm)
         lines += ["", f"## {row.method}" + (f", beside {entry.label}" if entry else " (not in the paper's table)"), ""]
+        if not entry and row.algorithm in table.claims:
+            lines.append(f"paper says: {table.claims[row.algorithm]}")
         lines.append(f"greedy joint action by seed: {row.greedy_by_seed}" + (f"; paper: {joint(entry.greedy)}" if entry else ""))
         if entry and entry.note:
             lines.append(f"paper note: {entry.note}")
-        has_main = row.q_main_mean is not None and row.joint_value_name == "Q_jt"
+        has_main = row.q_main_mean is not None and row.joint_value_name in ("Q_jt", "E[Z_jt]")
         compare_main = bool(entry) and entry.value == "q_main" and has_main
         lines += ["", f"{row.joint_value_name}, mean (std) over {row.seeds} seeds:", ""]
         lines += value_table(row.q_joint_mean, row.q_joint_std, payoff, None if compare_main else entry)

@@ -3,8 +3,10 @@
 Each run directory holds:
   metrics.csv        one row per evaluation: t_env, every test/* metric, and the run's
                      env / algorithm / main_function / residual_function / seed columns
-  matrix_game.json   one-step matrix games only: payoff, q_joint, q_main, q_agents,
-                     greedy_joint_action, optimal_joint_action, and the same run columns
+  matrix_game.json   one-step matrix games only: payoff, noise_std, q_joint (the joint value:
+                     Q_jt / Q_tot, or E[Z_jt] / E[Z_tot] for distributional methods, named by
+                     joint_value_name), q_main, q_agents, greedy_joint_action,
+                     optimal_joint_action, and the same run columns
   config.yaml        the resolved config
   error.txt          only if the run failed: the error, the env step it happened at
 

@@ -134,6 +134,7 @@ def matrix_game_result(datamodule: RolloutDataModule, learner: pl.LightningModul
         "payoff": payoff.tolist(),
         "q_joint": snapshot["q_joint"],
         "joint_value_name": getattr(learner, "joint_value_name", "Q_tot"),
+        "noise_std": float(getattr(env, "noise_std", 0.0)),
         "q_main": snapshot.get("q_main"),
         "q_agents": snapshot["q_agents"],
         "greedy_joint_action": snapshot["greedy_joint_action"],

@@ -28,7 +28,7 @@ GRID_RESIDUALS = ["ff", "qmix", "vdn", "qatten"]  # Fig. 5 (d)
 
 def test_the_grid_covers_the_groups():
     assert set(GRID_MAINS) <= set(options("main_function"))
-    assert set(GRID_RESIDUALS) == set(options("residual_function")) - {"none"}
+    assert set(GRID_RESIDUALS) == set(options("residual_function", "expected"))
 
 
 @pytest.mark.parametrize("main", GRID_MAINS)

@@ -70,10 +70,21 @@ def check_value_type(expected: str, role: str, factory: Callable) -> None:
     found = getattr(cls, "value_type", None)
     if found != expected:
         raise IncompatibleComponentsError(
-            f"{role}={cls.__name__} is a {found or 'unknown'}-value component but this algorithm needs "
-            f"{expected}-value parts. Pick a {role} from the {expected} options "
-            f"(see conf/{role}/), or an algorithm of the other kind."
+            f"{role}={cls.__name__} is {'an' if found in ('expected', None) else 'a'} {found or 'unknown'}-value "
+            f"component but this algorithm needs {expected}-value parts; expected-value and distributional parts do not mix. "
+            f"Fix: {_VALUE_TYPE_FIXES.get(expected, f'pick a {role} from the {expected} options (see conf/{role}/)')}."
         )
+
+
+# What to do when a part of the other value type is picked, keyed by the algorithm's value type.
+_VALUE_TYPE_FIXES = {
+    "expected": "keep this algorithm with expected-value parts (e.g. algorithm=resq main_function=qmix, "
+                "agent=rnn), or use the part with a distributional algorithm (algorithm=resz, datten, dmix "
+                "or ddn, e.g. algorithm=resz main_function=dmix)",
+    "distributional": "keep this algorithm with distributional parts (main_function=datten, ddn or dmix; "
+                      "agent=iqn; e.g. algorithm=resz main_function=dmix), or use the part with an "
+                      "expected-value algorithm (e.g. algorithm=resq main_function=qmix)",
+}
 
 
 class ValueFactorization(pl.LightningModule):
@@ -103,6 +114,8 @@ class ValueFactorization(pl.LightningModule):
     value_type = "expected"
     #: the loss terms `losses` can return; `loss_weights` may name only these.
     loss_names: tuple[str, ...] = ("loss_td", "loss_jt")
+    #: how a head is built from an agent network and a mixer (distributional learners swap it)
+    joint_value_class: type[nn.Module] = JointValue
 
     def __init__(
         self,
@@ -160,8 +173,8 @@ class ValueFactorization(pl.LightningModule):
             raise ValueError(f"algorithm.loss_weights names unknown loss terms {unknown}; "
                              f"{type(self).__name__} has {list(self.loss_names)}")
 
-        def joint(mixer_factory: Callable[..., nn.Module] | None) -> JointValue:
-            return JointValue(
+        def joint(mixer_factory: Callable[..., nn.Module] | None) -> nn.Module:
+            return self.joint_value_class(
                 agent(n_agents=spec.n_agents, n_actions=spec.n_actions, obs_dim=spec.obs_dim),
                 None if mixer_factory is None else build_mixer(mixer_factory, spec),
             )
@@ -172,7 +185,8 @@ class ValueFactorization(pl.LightningModule):
             raise IncompatibleComponentsError(
                 f"main_function={type(main_mixer).__name__} (with these arguments) does not keep the agents' greedy "
                 f"joint action at the argmax of Q_tot (IGM), so greedy agents would not follow it. Use a monotonic "
-                f"main_function (qmix, vdn, qatten with softmax=true) or qplex."
+                f"main_function (qmix, vdn, qatten with softmax=true, or qplex; datten, ddn or dmix for a "
+                f"distributional algorithm)."
             )
         if residual_function is not None:
             self.nets["residual"] = joint(residual_function)
@@ -333,16 +347,16 @@ class ValueFactorization(pl.LightningModule):
         m = state.shape[0]
         out: dict[str, torch.Tensor] = {}
         for head in dict.fromkeys(["main", self.joint_head]):
-            q = self.utilities(self.nets, head, batch)[b, t]  # (M, N, A)
+            q = self.utilities(self.nets, head, batch)[b, t]  # (M, N, A), or (M, N, A, K) quantiles
             if head == "main":
-                out["q_agents"], out["greedy"] = q, masked_argmax(q, avail)
+                q_mean = self.expected_utilities(q)  # (M, N, A)
+                out["q_agents"], out["greedy"] = q_mean, masked_argmax(q_mean, avail)
                 acts = torch.cat([joint_actions.expand(m, -1, -1), out["greedy"][:, None]], dim=1)  # (M, J+1, N)
                 j = acts.shape[1]
                 state_j = state[:, None].expand(m, j, state.shape[-1])  # (M, J+1, S)
                 avail_j = avail[:, None].expand(m, j, *avail.shape[1:])  # (M, J+1, N, A)
                 feasible = gather_actions(avail_j, acts).all(-1)  # (M, J+1)
-            # (M, J+1, 1) -> (M, J+1); without a mixer (IQL) the joint value is sum_i Q_i: (M, J+1, N) -> (M, J+1)
-            value = self.nets[head](q[:, None].expand(m, j, *q.shape[1:]), acts, state_j, avail_j).sum(-1)
+            value = self.expected_joint(self.nets[head](q[:, None].expand(m, j, *q.shape[1:]), acts, state_j, avail_j))
             value = value.masked_fill(~feasible, float("-inf"))
             key = "q_main" if head == "main" else "q_joint"
             out[key] = value[:, :-1]
@@ -350,6 +364,17 @@ class ValueFactorization(pl.LightningModule):
                 out["q_greedy"] = value[:, -1]
         out.setdefault("q_joint", out["q_main"])
         return out
+
+    @staticmethod
+    def expected_utilities(q: torch.Tensor) -> torch.Tensor:
+        """The agents' expected utilities (M, N, A) from what `utilities` returns (identity here)."""
+        return q
+
+    @staticmethod
+    def expected_joint(value: torch.Tensor) -> torch.Tensor:
+        """A head's output (M, J, 1) -> its joint value (M, J); without a mixer (IQL) the output is the
+        agents' chosen utilities (M, J, N) and the joint value is their sum."""
+        return value.sum(-1)
 
     @torch.no_grad()
     def igm_violation(self, batch: EpisodeBatch, generator: torch.Generator | None = None) -> torch.Tensor:
