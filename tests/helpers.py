@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from envs import BatchedEnv, EnvSpec, MatrixGame, TimeStep
+from resq.data.episodes import EpisodeBatch
 
 
 class CountingEnv(BatchedEnv):
@@ -77,3 +78,25 @@ class NaNRewardGame(MatrixGame):
         if self.steps > self.nan_after:
             out.reward = torch.full_like(out.reward, float("nan"))
         return out
+
+
+# A small spec for learner tests: 3 agents, 4 actions, padded episodes of up to 4 steps.
+SPEC = EnvSpec(n_agents=3, n_actions=4, obs_dim=5, state_dim=6, episode_limit=4)
+
+
+def random_batch(b: int = 5, t: int = 4, seed: int = 0, spec: EnvSpec = SPEC) -> EpisodeBatch:
+    """Random episodes of `spec`: episode 0 is padded after step 2 and terminates at step 1; agent 0's
+    action 1 is never available (and never taken)."""
+    g = torch.Generator().manual_seed(seed)
+    batch = EpisodeBatch.empty(spec, b, t)
+    batch.obs.normal_(generator=g)
+    batch.state.normal_(generator=g)
+    batch.avail.fill_(True)
+    batch.avail[:, :, 0, 1] = False
+    batch.actions.random_(0, spec.n_actions, generator=g)
+    batch.actions[..., 0] = torch.where(batch.actions[..., 0] == 1, 0, batch.actions[..., 0])
+    batch.reward.normal_(generator=g)
+    batch.filled.fill_(1.0)
+    batch.filled[0, 2:] = 0
+    batch.terminated[0, 1] = 1
+    return batch

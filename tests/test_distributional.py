@@ -9,9 +9,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from envs import EnvSpec
 from resq.data import masked_argmax
-from resq.data.episodes import EpisodeBatch
 from resq.learners import DistributionalValueFactorization, IncompatibleComponentsError
 from resq.nn import (
     DAttenMixer,
@@ -26,8 +24,8 @@ from resq.nn import (
     sample_taus,
 )
 from tests.conftest import CONF, options
+from tests.helpers import SPEC, random_batch
 
-SPEC = EnvSpec(n_agents=3, n_actions=4, obs_dim=5, state_dim=6, episode_limit=4)
 N, S, K = 3, 6, 8
 DISTRIBUTIONAL_MIXERS = [f"{group}/{name}" for group in ("main_function", "residual_function")
                          for name in options(group, "distributional")]
@@ -44,22 +42,6 @@ CENTRAL = partial(QuantileMLPMixer, n_quantiles=K)
 def resz(main=DAttenMixer, residual=ATTENTION_RESIDUAL, central=CENTRAL, **kwargs):
     return DistributionalValueFactorization(SPEC, agent=IQNAgent, main_function=main, optimizer=torch.optim.RMSprop,
                                             residual_function=residual, central=central, **kwargs)
-
-
-def random_batch(b=5, t=4, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    batch = EpisodeBatch.empty(SPEC, b, t)
-    batch.obs.normal_(generator=g)
-    batch.state.normal_(generator=g)
-    batch.avail.fill_(True)
-    batch.avail[:, :, 0, 1] = False
-    batch.actions.random_(0, SPEC.n_actions, generator=g)
-    batch.actions[..., 0] = torch.where(batch.actions[..., 0] == 1, 0, batch.actions[..., 0])
-    batch.reward.normal_(generator=g)
-    batch.filled.fill_(1.0)
-    batch.filled[0, 2:] = 0
-    batch.terminated[0, 1] = 1
-    return batch
 
 
 # ---- the quantile Huber loss ----------------------------------------------------------------------

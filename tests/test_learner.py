@@ -1,36 +1,18 @@
+from functools import partial
+
 import pytest
 import torch
 
-from envs import EnvSpec
 from resq.data import LinearSchedule, epsilon_greedy, masked_argmax
 from resq.learners import IncompatibleComponentsError, ValueFactorization
 from resq.learners.value_factorization import residual_mask
 from resq.nn import FeedForwardMixer, QMixer, RNNAgent, VDNMixer, all_joint_actions, td_lambda_returns
-from resq.data.episodes import EpisodeBatch
-from functools import partial
-
-SPEC = EnvSpec(n_agents=3, n_actions=4, obs_dim=5, state_dim=6, episode_limit=4)
+from tests.helpers import SPEC, random_batch
 
 
 def learner(main=QMixer, residual=FeedForwardMixer, central=partial(FeedForwardMixer, state_value=True)):
     return ValueFactorization(SPEC, agent=RNNAgent, main_function=main, optimizer=torch.optim.RMSprop,
                               residual_function=residual, central=central)
-
-
-def random_batch(b=5, t=4, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    batch = EpisodeBatch.empty(SPEC, b, t)
-    batch.obs.normal_(generator=g)
-    batch.state.normal_(generator=g)
-    batch.avail.fill_(True)
-    batch.avail[:, :, 0, 1] = False
-    batch.actions.random_(0, SPEC.n_actions, generator=g)
-    batch.actions[..., 0] = torch.where(batch.actions[..., 0] == 1, 0, batch.actions[..., 0])
-    batch.reward.normal_(generator=g)
-    batch.filled.fill_(1.0)
-    batch.filled[0, 2:] = 0
-    batch.terminated[0, 1] = 1
-    return batch
 
 
 def test_residual_is_never_positive():

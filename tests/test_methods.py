@@ -12,7 +12,7 @@ from resq.data.episodes import EpisodeBatch
 from resq.learners import QTRAN, ValueFactorization
 from resq.nn import FeedForwardMixer, QMixer, QplexMixer, RNNAgent, VDNMixer, all_joint_actions
 from resq.nn.weighting import CentralWeighting, OptimisticWeighting
-from tests.test_learner import SPEC, random_batch
+from tests.helpers import SPEC, random_batch
 
 GAME = EnvSpec(n_agents=2, n_actions=3, obs_dim=1, state_dim=1, episode_limit=1)
 
