@@ -1,9 +1,10 @@
 """The buffer alone owns padding, the filled mask and the t / t+1 alignment: check all three."""
 
+import pytest
 import torch
 import torch.nn.functional as F
 
-from resq.data import EpisodeBuffer, EpisodeCollector
+from resq.data import EpisodeBuffer, EpisodeCollector, epsilon_greedy
 from resq.data.episodes import EpisodeBatch
 from tests.helpers import CountingEnv, CyclePolicy
 
@@ -113,3 +114,36 @@ def test_empty_batch_layout():
     spec = CountingEnv([1], limit=4).spec
     batch = EpisodeBatch.empty(spec, 2)
     assert batch.obs.shape == (2, 5, 2, 1) and batch.reward.shape == (2, 4, 1) and batch.n_steps == 0
+
+
+class EpsilonGreedyPolicy:
+    """Random utilities, epsilon-greedy: counts its calls."""
+
+    def __init__(self, n_agents: int, n_actions: int) -> None:
+        self.n_agents, self.n_actions, self.calls = n_agents, n_actions, 0
+
+    def initial_state(self, batch_size: int):
+        return None
+
+    def act(self, obs, prev_actions_onehot, avail, hidden, epsilon, generator):
+        self.calls += 1
+        return epsilon_greedy(torch.randn(obs.shape[0], self.n_agents, self.n_actions), avail, epsilon, generator), hidden
+
+
+@pytest.mark.parametrize("epsilon", [1.0, 0.5])
+def test_full_exploration_skips_the_policy_and_draws_what_it_would(epsilon):
+    """At epsilon = 1 the collector does not run the policy, yet gives the same episodes (same generator
+    draws) as the policy's own epsilon-greedy; below 1 it runs the policy every step."""
+    lengths = [3, 5, 2, 5]
+    policy = EpsilonGreedyPolicy(2, 3)
+    fast = EpisodeCollector(CountingEnv(lengths), torch.Generator().manual_seed(7)).collect(policy, epsilon)
+    assert policy.calls == (0 if epsilon == 1.0 else 5)
+    reference = torch.Generator().manual_seed(7)
+    env = CountingEnv(lengths)
+    step = env.reset()
+    for t in range(5):
+        actions = epsilon_greedy(torch.randn(4, 2, 3), step.avail, 1.0, reference)
+        if epsilon == 1.0:
+            assert torch.equal(fast.actions[:, t][fast.filled[:, t, 0] > 0], actions[fast.filled[:, t, 0] > 0])
+        step = env.step(actions)
+    assert (fast.actions[..., 0] != 2).all()  # agent 0's last action is never available

@@ -50,3 +50,15 @@ def epsilon_greedy(
     random = torch.multinomial(avail.reshape(b * n, a).float(), 1, generator=generator).view(b, n)
     explore = torch.rand(b, n, generator=generator) < epsilon
     return torch.where(explore, random, greedy)
+
+
+def full_exploration(avail: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """`epsilon_greedy` at epsilon = 1 without utilities: a uniform available action per agent (B, N).
+
+    It draws from `generator` exactly what `epsilon_greedy(q, avail, 1.0, generator)` draws, so a rollout
+    gives the same actions whichever of the two made them.
+    """
+    b, n, a = avail.shape
+    random = torch.multinomial(avail.reshape(b * n, a).float(), 1, generator=generator).view(b, n)
+    torch.rand(b, n, generator=generator)  # epsilon_greedy's explore draw, always true at epsilon = 1
+    return random
