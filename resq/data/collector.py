@@ -48,8 +48,8 @@ class EpisodeCollector:
         for t in range(spec.episode_limit):
             if epsilon >= 1.0:
                 # Every action is a uniform draw: the policy's forward pass (and its recurrent state, which
-                # only serves greedy actions of this rollout) would be thrown away. The matrix-game protocol
-                # explores fully throughout; this skips ~12% of a ResQ run there.
+                # only serves greedy actions of this rollout) would be thrown away (the matrix-game protocol
+                # explores fully throughout).
                 actions = full_exploration(step.avail, self.generator)
             else:
                 actions, hidden = policy.act(
