@@ -194,3 +194,41 @@ def test_igm_violation_is_measured_against_a_central_joint_value():
                   central=partial(FeedForwardMixer, hidden_dim=16, n_layers=2))
     assert model.joint_value_name == "Q_jt"
     assert model.igm_violation(random_batch(b=8)).sum() > 0
+
+
+@pytest.mark.parametrize("variant", ["base", "alt"])
+def test_qtran_losses_on_multi_step_episodes_match_a_per_step_computation(variant):
+    """With T > 1 (and T != N), V_jt (B, T, 1) must line up with each step's counterfactual gaps; computing
+    the loss on the whole batch equals the mean of the same loss on each one-step slice."""
+    torch.manual_seed(0)
+    model = QTRAN(SPEC, agent=RNNAgent, main_function=VDNMixer, optimizer=torch.optim.Adam,
+                  central=partial(FeedForwardMixer, hidden_dim=16, n_layers=2, state_value=True), variant=variant)
+    batch = random_batch(b=5, t=4)
+    batch.filled.fill_(1.0)
+    key = "loss_nopt" if variant == "base" else "loss_nopt_min"
+    v_jt = model.nets["v_jt"](batch.current(batch.state))  # (B, T, 1)
+    q_t = batch.current(model.utilities(model.nets, "main", batch))  # (B, T, N, A)
+    with torch.no_grad():
+        whole = model.losses(batch)[key]
+        q_c = batch.current(model.utilities(model.nets, "central", batch))
+        per_step = []
+        for t in range(batch.max_steps):
+            state, avail, acts = batch.state[:, t : t + 1], batch.avail[:, t : t + 1], batch.actions[:, t : t + 1]
+            if variant == "base":
+                q_prime = q_t[:, t : t + 1].gather(-1, acts[..., None])[..., 0].sum(-1, keepdim=True)
+                q_jt = model.nets["central"](q_c[:, t : t + 1], acts, state, avail)
+                per_step.append(((q_prime - q_jt + v_jt[:, t : t + 1]).clamp(max=0) ** 2).mean())
+            else:
+                gaps = []
+                for i in range(SPEC.n_agents):
+                    row = []
+                    for a in range(SPEC.n_actions):
+                        cf = acts.clone()
+                        cf[..., i] = a
+                        q_prime = q_t[:, t : t + 1].gather(-1, cf[..., None])[..., 0].sum(-1, keepdim=True)
+                        q_jt = model.nets["central"](q_c[:, t : t + 1], cf, state, avail)
+                        gap = q_prime - q_jt + v_jt[:, t : t + 1]
+                        row.append(gap.masked_fill(~avail[..., i, a : a + 1], float("inf")))
+                    gaps.append(torch.cat(row, -1).min(-1).values ** 2)  # (B, 1)
+                per_step.append(torch.stack(gaps, -1).mean())
+    torch.testing.assert_close(whole, torch.stack(per_step).mean())

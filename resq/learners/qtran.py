@@ -140,7 +140,7 @@ class QTRAN(ValueFactorization):
                     state[:, :, None, None].expand(*lead, state.shape[-1]),
                     avail[:, :, None, None].expand(*lead, n, a),
                 )[..., 0]  # (B, T, N, A)
-            gap = transformation_gap(q_prime_cf, q_jt_cf, v_jt)  # (B, T, N, A)
+            gap = transformation_gap(q_prime_cf, q_jt_cf, v_jt[..., None])  # (B, T, N, A); V_jt (B, T, 1, 1)
             gap = gap.masked_fill(~avail, float("inf"))  # only available counterfactual actions
             min_gap = gap.min(-1).values  # (B, T, N)
             out["loss_nopt_min"] = masked_mean((min_gap**2).mean(-1, keepdim=True), mask)
