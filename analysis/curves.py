@@ -18,6 +18,7 @@ class CurveData:
     frame: pd.DataFrame       # evaluations: run columns, t_env, step, metrics, method, panel
     runs: pd.DataFrame        # the selected runs: run columns, config, method, panel
     setting_keys: list[str]   # config keys that split panels
+    descending: bool = False  # panel order (ResQ Fig. 4 goes p = 0, -2, -4)
 
     @property
     def methods(self) -> list[str]:
@@ -25,7 +26,7 @@ class CurveData:
 
     @property
     def panels(self) -> list[str]:
-        return sorted(self.runs["panel"].unique(), key=natural_key)
+        return sorted(self.runs["panel"].unique(), key=natural_key, reverse=self.descending)
 
     def final(self, last: int = 1) -> pd.DataFrame:
         """mean, se, n over seeds of each run's mean over its last `last` evaluations, per panel and method."""
@@ -63,5 +64,6 @@ def curve_data(runs: Runs, metric: str, experiment: CurveExperiment | None = Non
     labels = selected.set_index("run_dir")[["method", "panel"]]
     frame = frame.join(labels, on="run_dir")
     frame = frame.explode("panel") if experiment is not None and experiment.groups else frame
-    return CurveData(metric, frame.reset_index(drop=True), selected.explode("panel") if experiment is not None
-                     and experiment.groups else selected, keys)
+    grouped = experiment is not None and bool(experiment.groups)
+    return CurveData(metric, frame.reset_index(drop=True), selected.explode("panel") if grouped else selected, keys,
+                     descending=bool(experiment and experiment.descending_panels))

@@ -45,6 +45,7 @@ class CurveExperiment:
     groups: tuple[tuple[str, tuple[dict, ...]], ...] = ()
     panel_prefixes: tuple[str, ...] = DEFAULT_PANEL_PREFIXES
     mtq: bool = False
+    descending_panels: bool = False  # order panels by their settings, largest first
     algorithms: tuple[str, ...] = field(default=())  # empty: every algorithm found
 
     def select(self, runs: pd.DataFrame) -> pd.DataFrame:
@@ -76,7 +77,7 @@ CURVES = {
         title="ResQ paper Fig. 4: predator-prey test return, one panel per punishment p",
         source="resq Fig. 4, Sec. 5.4",
         envs=("predator_prey*",), metric="test/return_mean", ylabel="test return",
-        sweep="python -m resq.run -m experiment=resq_fig4",
+        sweep="python -m resq.run -m experiment=resq_fig4", descending_panels=True,
     ),
     "resq_fig5": CurveExperiment(
         name="resq_fig5",
