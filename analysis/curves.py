@@ -8,8 +8,15 @@ import pandas as pd
 
 from analysis.experiments import CurveExperiment, groups_of
 from analysis.runs import NoResultsError, Runs
-from analysis.stats import (DEFAULT_PANEL_PREFIXES, curve_stats, final_scores, method_labels, natural_key,
-                            panel_labels, summarise_scores)
+from analysis.stats import (
+    DEFAULT_PANEL_PREFIXES,
+    curve_stats,
+    final_scores,
+    method_labels,
+    natural_key,
+    panel_labels,
+    summarise_scores,
+)
 
 
 @dataclass

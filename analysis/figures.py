@@ -11,14 +11,14 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import seaborn as sns  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
 
-from analysis.curves import CurveData  # noqa: E402
-from analysis.palette import colour, palette_for  # noqa: E402
-from analysis.render import save_figure  # noqa: E402
+from analysis.curves import CurveData
+from analysis.palette import colour, palette_for
+from analysis.render import save_figure
 
 sns.set_theme(style="whitegrid", context="paper")
 

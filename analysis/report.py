@@ -19,7 +19,7 @@ from analysis.experiments import EXPERIMENTS, CurveExperiment, MatrixExperiment,
 from analysis.paper import CLAIMS, TABLES, Claim
 from analysis.render import markdown_table
 from analysis.runs import NoResultsError, Runs, load_result_json
-from analysis.stats import fmt_mean_se, matches, mean_se
+from analysis.stats import fmt_mean_se, matches
 from analysis.tables import MatrixSummary, joint, summarise_matrix
 
 HOLDS, FAILS, NO_RUNS, UNCHECKED = "holds", "does not hold", "no runs", "not checked"

@@ -110,6 +110,9 @@ def matches(record: dict, selector: dict) -> bool:
 
 
 def same(value, wanted) -> bool:
+    """value equals wanted (numbers within rounding); a list wanted = any of; {"not": v} = anything but v."""
+    if isinstance(wanted, dict) and set(wanted) == {"not"}:
+        return not same(value, wanted["not"])
     if isinstance(wanted, (list, tuple)) and not isinstance(value, (list, tuple)):
         return any(same(value, w) for w in wanted)
     try:

@@ -94,7 +94,7 @@ def summarise_matrix(runs: Runs, table: PaperTable) -> MatrixSummary:
                 "residual_function": group["residual_function"].iloc[0],
                 "entry": table.entry_for(group["algorithm"].iloc[0], group["variant"].iloc[0]),
                 "seeds": len(group),
-                "seed_list": [int(s) if s == s else None for s in group["seed"]],
+                "seed_list": [None if pd.isna(s) else int(s) for s in group["seed"]],
                 "optimal": int(group["optimal"].sum()),
                 "recovered": int(group["recovered"].sum()),
                 "greedy": [tuple(int(a) for a in g) for g in group["greedy_joint_action"]],
@@ -166,8 +166,8 @@ def matrix_markdown(name: str, summary: MatrixSummary) -> str:
     if summary.skipped_other_game:
         lines += [f"({summary.skipped_other_game} run(s) under RUNS_DIR used another payoff or reward noise and are left out.)", ""]
     if summary.skipped_other_method:
-        lines += [f"({summary.skipped_other_method} run(s) of algorithms this table does not list are left out: "
-                  f"it lists {', '.join(sorted(table.algorithms))}.)", ""]
+        lines += [(f"({summary.skipped_other_method} run(s) of algorithms this table does not list are left out: "
+                   f"it lists {', '.join(sorted(table.algorithms))}.)"), ""]
     header, rows = summary_rows(summary)
     lines += markdown_table(header, rows)
     lines += ["", ("Max error: max over joint actions of |learned joint value - payoff|. IGM violation: fraction of "

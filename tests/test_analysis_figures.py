@@ -131,7 +131,7 @@ def test_mtq_figure_draws_the_surface_and_each_seeds_path(tmp_path):
     written, note = figures.mtq_figure(data, finals, tmp_path / "out" / "fop_mtq", reward_fn=quadratic_max)
     assert note == "" and [p.suffix for p in written] == [".png", ".pdf"]
     assert all(p.stat().st_size > 5000 for p in written)
-    u1, u2, reward = figures.reward_grid(quadratic_max, 10.0, n=21)
+    _, _, reward = figures.reward_grid(quadratic_max, 10.0, n=21)
     assert reward.shape == (21, 21) and reward[15, 15] == pytest.approx(10.0)  # (5, 5) is the global optimum
     with pytest.raises(ValueError, match=r"maps \(\.\.\., 2\) actions"):
         figures.reward_grid(lambda a: a, 10.0, n=5)

@@ -21,6 +21,9 @@ def test_single_runs_sweeps_and_nested_sweeps_become_one_tidy_frame(tmp_path):
     junk = tmp_path / "multirun" / "t1" / "0" / "lightning_logs" / "version_0"   # Lightning's own CSV
     junk.mkdir(parents=True)
     (junk / "metrics.csv").write_text("epoch,step\n0,1\n")
+    hidden = tmp_path / "multirun" / ".submitit" / "123"                        # a launcher's own files
+    hidden.mkdir(parents=True)
+    (hidden / "config.yaml").write_text("t_max: 1\n")
     runs = load_runs(tmp_path)
     assert len(runs.runs) == 4 and runs.problems == []
     frame = runs.metrics

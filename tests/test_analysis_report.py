@@ -11,7 +11,7 @@ from analysis.paper import CLAIMS, TABLES, VALUES_FILE, PaperValuesError, parse
 from analysis.report import Evaluator
 from analysis.runs import load_runs
 from tests.test_analysis_figures import write_fig4, write_mtq
-from tests.test_analysis_support import QTRAN_PAYOFF, matrix_run
+from tests.test_analysis_support import QTRAN_PAYOFF, curve, matrix_run, write_run
 
 RAW = yaml.safe_load(VALUES_FILE.read_text())
 
@@ -129,3 +129,15 @@ def test_report_command_writes_markdown_with_paper_value_ours_and_verdict(tmp_pa
     assert "  - predator_prey, punishment=-2: resq 6.00 ± 1.15 (n=3); cw_qmix 3.00 ± 0.00 (n=2)" in text
     # a printed table entry against ours: VDN's greedy (C,B) reproduced in 1/1 seeds
     assert "| vdn | Table 1e (qtran) | (C,B) | 1/1 |" in text
+
+
+def test_a_claim_across_panels_compares_each_method_with_itself(tmp_path):
+    """QTRAN Fig. 3b: with full exploration (epsilon_finish 1) VDN and QMIX end lower than with decay."""
+    finals = {("vdn", 1.0): [1, 2], ("vdn", 0.05): [5, 6], ("qmix", 1.0): [3, 3], ("qmix", 0.05): [2, 2]}
+    for (algorithm, finish), values in finals.items():
+        for seed, value in enumerate(values):
+            write_run(tmp_path, f"{algorithm}_{finish}_{seed}", env="gaussian_squeeze", algorithm=algorithm,
+                      seed=seed, evaluations=curve([0, value]), config={"exploration": {"epsilon_finish": finish}})
+    verdict = Evaluator(load_runs(tmp_path)).evaluate(claim("qtran_fig3_full_exploration"))
+    assert verdict.verdict == "does not hold"  # VDN drops (1.5 < 5.5), QMIX does not (3 > 2)
+    assert any(line.startswith("gaussian_squeeze, epsilon_finish=1: ") for line in verdict.ours)
