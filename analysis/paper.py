@@ -57,6 +57,7 @@ class PaperTable:
     methods: dict[str, PaperEntry] = field(default_factory=dict)
     also: tuple[str, ...] = ()
     words: dict[str, str] = field(default_factory=dict)
+    only_listed: bool = False
 
     @property
     def algorithms(self) -> set[str]:
@@ -141,7 +142,8 @@ def _table(name: str, raw: dict, papers: dict) -> PaperTable:
     methods = {key: _entry(name, key, value, shape) for key, value in (raw.get("methods") or {}).items()}
     return PaperTable(name=name, paper=raw["paper"], source=raw["source"], title=raw["title"], payoff=payoff,
                       noise_std=float(raw.get("noise_std", 0.0)), steps=raw.get("steps"), methods=methods,
-                      also=tuple(raw.get("also") or ()), words=dict(raw.get("words") or {}))
+                      also=tuple(raw.get("also") or ()), words=dict(raw.get("words") or {}),
+                      only_listed=bool(raw.get("only_listed", False)))
 
 
 def _claim(raw: dict, papers: dict, index: int) -> Claim:

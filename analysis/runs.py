@@ -210,6 +210,8 @@ def load_runs(runs_dir: str | Path, include_unfinished: bool = False) -> Runs:
         if record["status"] != "finished":
             problems.append(Problem(record["run_dir"], record["status"],
                                     record["reason"] + ("" if usable else "; skipped")))
+        elif frame.empty:
+            problems.append(Problem(record["run_dir"], record["status"], "no evaluation in metrics.csv; skipped"))
         problems += [Problem(record["run_dir"], record["status"], note) for note in notes]
         if record["usable"]:
             frames.append(frame)

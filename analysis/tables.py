@@ -45,8 +45,9 @@ class MatrixSummary:
 
 
 def select_matrix_runs(games: pd.DataFrame, table: PaperTable) -> tuple[pd.DataFrame, int, int]:
-    """The runs played on the table's payoff and reward noise (any env name) by the algorithms it lists;
-    returns them and how many were left out for each reason. Files without noise_std are noise-free."""
+    """The runs played on the table's payoff and reward noise (any env name), by the algorithms it lists
+    when it says `only_listed`; returns them and how many were left out for each reason. Files without
+    noise_std are noise-free."""
     if games.empty:
         return games, 0, 0
     target = np.asarray(table.payoff, dtype=float)
@@ -54,7 +55,7 @@ def select_matrix_runs(games: pd.DataFrame, table: PaperTable) -> tuple[pd.DataF
                                  and np.allclose(np.asarray(p, dtype=float), target))
     noise = games["noise_std"].fillna(0.0) if "noise_std" in games else pd.Series(0.0, index=games.index)
     same &= np.isclose(noise.astype(float), table.noise_std)
-    listed = games["algorithm"].isin(table.algorithms) if table.algorithms else pd.Series(True, index=games.index)
+    listed = games["algorithm"].isin(table.algorithms) if table.only_listed else pd.Series(True, index=games.index)
     return games[same & listed].copy(), int((~same).sum()), int((same & ~listed).sum())
 
 

@@ -49,18 +49,18 @@ def test_standard_error_over_three_seeds_is_hand_computed(tmp_path, capsys):
     assert "9.33 (0.88)" in out
 
 
-def test_table_leaves_out_algorithms_the_table_does_not_list(tmp_path, capsys):
+def test_fop_tables_keep_only_their_methods_on_the_shared_payoff(tmp_path, capsys):
     matrix_run(tmp_path, "0", "qtran_base", 0, [list(map(float, r)) for r in QTRAN_PAYOFF], [0, 0],
                payoff=QTRAN_PAYOFF, env="matrix_qtran", main_function="vdn")
     matrix_run(tmp_path, "1", "fop", 0, [list(map(float, r)) for r in QTRAN_PAYOFF], [0, 0],
                payoff=QTRAN_PAYOFF, env="matrix_qtran")
-    assert main(["table", "qtran_table1", str(tmp_path)]) == 0
+    assert main(["table", "qtran_table1", str(tmp_path)]) == 0  # every run on the payoff
     out = capsys.readouterr().out
-    assert "| qtran_base |" in out and "| fop |" not in out
-    assert "1 run(s) of algorithms this table does not list" in out
-    assert main(["table", "fop_table1", str(tmp_path)]) == 0
+    assert "| qtran_base |" in out and "## fop (not in the paper's table)" in out
+    assert main(["table", "fop_table1", str(tmp_path)]) == 0      # only_listed: FOP's methods only
     out = capsys.readouterr().out
     assert "| fop |" in out and "| qtran_base |" not in out and "FOP, Table 1b" in out
+    assert "1 run(s) of algorithms this table does not list" in out
 
 
 def test_fop_table2_rows_are_the_temperature_variants_beside_the_paper(tmp_path, capsys):

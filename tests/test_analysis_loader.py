@@ -43,13 +43,15 @@ def test_failed_and_unfinished_runs_are_reported_and_skipped(tmp_path):
     pp(tmp_path, "live", "resq", 3, [0, 1, 2], -2, status="running")
     pp(tmp_path, "failed", "resq", 4, [0, 1, 2], -2, status="failed")
     pp(tmp_path, "done", "resq", 5, [0, 1], -2, t_max=99999, status="finished")  # run.json wins over t_max
+    (pp(tmp_path, "empty", "resq", 6, [0], -2, status="finished") / "metrics.csv").write_text("")
     runs = load_runs(tmp_path)
     status = dict(zip(runs.runs["run_dir"].map(lambda d: d.rsplit("/", 1)[-1]), runs.runs["status"]))
     assert status == {"ok": "finished", "short": "unfinished", "crashed": "failed", "live": "running",
-                      "failed": "failed", "done": "finished"}
+                      "failed": "failed", "done": "finished", "empty": "finished"}
     assert sorted(runs.metrics["seed"].unique()) == [0, 5]
     problems = {p.run_dir.rsplit("/", 1)[-1]: p.reason for p in runs.problems}
-    assert set(problems) == {"short", "crashed", "live", "failed"}
+    assert set(problems) == {"short", "crashed", "live", "failed", "empty"}
+    assert problems["empty"] == "no evaluation in metrics.csv; skipped"
     assert "last evaluation at t_env 1000 < t_max 2000" in problems["short"] and "skipped" in problems["short"]
     assert "error.txt" in problems["crashed"]
     with_live = load_runs(tmp_path, include_unfinished=True)
