@@ -176,8 +176,26 @@ def parser() -> argparse.ArgumentParser:
     return main
 
 
-COMMANDS = {"table": table_command, "figure": figure_command, "report": report_command,
-            "curves": curves_command, "list": list_command}
+def explained(command):
+    """Re-raise a NoResultsError with the runs that were skipped, so 'no finished run' says why."""
+    def run(args) -> str:
+        try:
+            return command(args)
+        except NoResultsError as error:
+            if not getattr(args, "runs_dir", None):
+                raise
+            try:
+                runs = load_runs(args.runs_dir)
+            except NoResultsError:
+                raise error from None
+            if not runs.problems:
+                raise
+            raise NoResultsError(f"{error.args[0]}\n{skipped(runs).strip()}") from None
+    return run
+
+
+COMMANDS = {"table": explained(table_command), "figure": explained(figure_command), "report": report_command,
+            "curves": explained(curves_command), "list": list_command}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -76,6 +76,15 @@ def test_curve_stats_align_seeds_and_match_the_hand_computation(tmp_path):
     assert row["se"] == pytest.approx(np.std([2, 3, 5], ddof=1) / np.sqrt(3))
 
 
+def test_when_every_run_was_skipped_the_error_says_why(tmp_path, capsys):
+    write_run(tmp_path, "crashed", env="predator_prey", algorithm="resq", seed=0, evaluations=curve([0, 1]),
+              error="ValueError: nan loss")
+    assert main(["figure", "resq_fig4", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "no finished run with env matching predator_prey*" in err
+    assert "crashed: failed (error.txt present; skipped)" in err
+
+
 def test_experiment_figures_select_their_envs(tmp_path, capsys):
     write_fig4(tmp_path)
     write_run(tmp_path, "smax", env="smax_3s_vs_5z", algorithm="resq", seed=0,
