@@ -2,7 +2,7 @@
 
 A run directory is any directory holding one of RUN_FILES; the loader walks RUNS_DIR (a single run, a
 multirun sweep, or any nesting of them), skipping hidden directories (Hydra's `.hydra/`) and Lightning's
-`lightning_logs/` (whose own metrics.csv is not ours). It never writes into a run directory.
+`lightning_logs/` (whose own metrics.csv is not ours). It only reads.
 
 Every run gets a status:
   finished    run.json says "finished"; or, without run.json (older runs), its last t_env >= t_max
