@@ -1,34 +1,211 @@
-"""`python -m analysis table NAME RUNS_DIR` and `python -m analysis curves RUNS_DIR`."""
+"""Paper tables, figures and claim reports from result files.
+
+  python -m analysis table NAME RUNS_DIR     matrix-game table beside the paper's, or final performance
+  python -m analysis figure NAME RUNS_DIR    the paper figure's layout (PNG and PDF)
+  python -m analysis report RUNS_DIR         every paper claim: the paper's value, ours, holds or not
+  python -m analysis curves RUNS_DIR         any runs: a metric against env steps, panels per env/setting
+  python -m analysis list                    the NAMEs (= the experiment= presets)
+
+Output goes to --out (default RUNS_DIR/analysis). Runs that failed or did not finish are listed and skipped.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
-from analysis.paper import TABLES
-from analysis.runs import NoResultsError
+from analysis.experiments import EXPERIMENTS, CurveExperiment, UnknownExperimentError, get_experiment
+from analysis.paper import PaperValuesError
+from analysis.runs import NoResultsError, Runs, load_runs
+
+
+class UsageError(ValueError):
+    """A command-line value that cannot work, with the fix in the message."""
+
+
+def out_dir(args) -> Path:
+    return Path(args.out) if args.out else Path(args.runs_dir) / "analysis"
+
+
+def skipped(runs: Runs) -> str:
+    if not runs.problems:
+        return ""
+    return "\nskipped or repaired (not fatal):\n" + "\n".join(runs.problem_lines()) + "\n"
+
+
+def table_command(args) -> str:
+    from analysis import tables
+    from analysis.render import write_text
+
+    experiment = get_experiment(args.name)
+    runs = load_runs(args.runs_dir)
+    out = out_dir(args)
+    if isinstance(experiment, CurveExperiment):
+        from analysis.curves import curve_data
+
+        data = curve_data(runs, experiment.metric, experiment, args.panel)
+        text = tables.final_markdown(args.name, experiment.title, data, args.last)
+        latex = tables.final_latex(args.name, experiment.title, data, args.last)
+        if experiment.mtq:
+            from analysis.render import latex_table, markdown_table
+            from analysis.runs import load_result_json
+
+            finals = experiment.select(load_result_json(runs, "mtq.json"))
+            if not finals.empty:
+                rows = tables.mtq_rows(data, finals)
+                text += "\n## Final deterministic joint actions (mtq.json)\n\n" + "\n".join(markdown_table(*rows)) + "\n"
+                latex += latex_table(*rows, caption=f"{experiment.title}: final joint actions")
+        written = [write_text(out / f"{args.name}_final.md", text), write_text(out / f"{args.name}_final.tex", latex)]
+    else:
+        from analysis.figures import _nan_matrix  # noqa: F401  (matplotlib set up before heatmaps)
+        from analysis.tables import heatmap_rows
+
+        summary = tables.summarise_matrix(runs, experiment.table)
+        if not summary.rows:
+            raise NoResultsError(f"no finished run under {args.runs_dir} played the game of {args.name} "
+                                 f"(payoff {experiment.table.payoff}, noise {experiment.table.noise_std:g}) with one "
+                                 f"of its methods; run the sweep first: {experiment.sweep}")
+        text = tables.matrix_markdown(args.name, summary)
+        written = [write_text(out / f"{args.name}.md", text),
+                   write_text(out / f"{args.name}.tex", tables.matrix_latex(args.name, summary))]
+        from analysis.figures import matrix_figure
+        from analysis.stats import slug
+
+        for method, ours, label, paper in heatmap_rows(summary):
+            rows = [(method, ours, label, paper)]
+            written += matrix_figure(rows, summary.payoff, out / f"{args.name}_{slug(method)}", title=method)[:1]
+    return text + skipped(runs) + "\nwritten: " + ", ".join(str(p) for p in written) + "\n"
+
+
+def figure_command(args) -> str:
+    from analysis import figures
+    from analysis.curves import curve_data
+
+    experiment = get_experiment(args.name)
+    runs = load_runs(args.runs_dir, include_unfinished=args.include_unfinished)
+    out = out_dir(args)
+    note = ""
+    if isinstance(experiment, CurveExperiment):
+        data = curve_data(runs, experiment.metric, experiment, args.panel)
+        if experiment.mtq:
+            from analysis.runs import load_result_json
+
+            finals = experiment.select(load_result_json(runs, "mtq.json"))
+            written, note = figures.mtq_figure(data, finals, out / args.name, title=experiment.title,
+                                               ylabel=experiment.ylabel)
+        else:
+            written = figures.curves_figure(data, out / args.name, experiment.title, experiment.ylabel)
+        what = f"{len(data.methods)} method(s) in {len(data.panels)} panel(s): {', '.join(data.panels)}"
+    else:
+        from analysis.tables import heatmap_rows, summarise_matrix
+
+        summary = summarise_matrix(runs, experiment.table)
+        if not summary.rows:
+            raise NoResultsError(f"no finished run under {args.runs_dir} played the game of {args.name}; "
+                                 f"run the sweep first: {experiment.sweep}")
+        written = figures.matrix_figure(heatmap_rows(summary), summary.payoff, out / args.name, experiment.title)
+        what = f"{len(summary.rows)} method(s)"
+    return (f"{args.name}: {what}\n" + (f"note: {note}\n" if note else "") + skipped(runs)
+            + "written: " + ", ".join(str(p) for p in written) + "\n")
+
+
+def report_command(args) -> str:
+    from analysis.render import write_text
+    from analysis.report import report_markdown
+
+    runs = load_runs(args.runs_dir)
+    text = report_markdown(runs)
+    path = write_text(out_dir(args) / "report.md", text)
+    return text + f"\nwritten: {path}\n"
+
+
+def curves_command(args) -> str:
+    from analysis import figures, tables
+    from analysis.curves import curve_data
+    from analysis.render import write_text
+    from analysis.stats import slug
+
+    runs = load_runs(args.runs_dir, include_unfinished=args.include_unfinished)
+    data = curve_data(runs, args.metric, None, args.panel)
+    out = out_dir(args)
+    name = f"curves_{slug(args.metric.replace('/', '_'))}"
+    written = figures.curves_figure(data, out / name, ylabel=args.metric)
+    text = tables.final_markdown(name, f"all runs under {args.runs_dir}", data, args.last)
+    written.append(write_text(out / f"{name}_final.md", text))
+    return text + skipped(runs) + "\nwritten: " + ", ".join(str(p) for p in written) + "\n"
+
+
+def list_command(args) -> str:
+    lines = []
+    for name, experiment in sorted(EXPERIMENTS.items()):
+        kind = "curves" if isinstance(experiment, CurveExperiment) else "matrix table"
+        lines.append(f"{name:16s} {kind:13s} {experiment.title}")
+    return "\n".join(lines) + "\n"
+
+
+def parser() -> argparse.ArgumentParser:
+    names = ", ".join(sorted(EXPERIMENTS))
+    main = argparse.ArgumentParser(prog="python -m analysis", description=__doc__,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = main.add_subparsers(dest="command", required=True)
+
+    def common(p, name: bool = True):
+        if name:
+            p.add_argument("name", metavar="NAME", help=f"an experiment= preset: {names}")
+        p.add_argument("runs_dir", metavar="RUNS_DIR", help="a run or multirun directory (searched recursively)")
+        p.add_argument("--out", help="where to write (default RUNS_DIR/analysis)")
+        p.add_argument("--panel", action="append", metavar="KEY",
+                       help="config key that splits panels (repeatable), instead of the automatic choice")
+
+    table = sub.add_parser("table", help="matrix-game table beside the paper's, or final performance")
+    common(table)
+    table.add_argument("--last", type=int, default=1, help="evaluations per run averaged as its final score")
+    figure = sub.add_parser("figure", help="a paper figure's layout, PNG and PDF")
+    common(figure)
+    figure.add_argument("--include-unfinished", action="store_true", help="also plot running/unfinished runs")
+    report = sub.add_parser("report", help="the papers' claims against our runs (Markdown)")
+    report.add_argument("runs_dir", metavar="RUNS_DIR")
+    report.add_argument("--out", help="where to write report.md (default RUNS_DIR/analysis)")
+    curves = sub.add_parser("curves", help="any runs: a test metric against env steps")
+    common(curves, name=False)
+    curves.add_argument("--metric", default="test/return_mean")
+    curves.add_argument("--last", type=int, default=1)
+    curves.add_argument("--include-unfinished", action="store_true")
+    sub.add_parser("list", help="the NAMEs table and figure accept")
+    return main
+
+
+def explained(command):
+    """Re-raise a NoResultsError with the runs that were skipped, so 'no finished run' says why."""
+    def run(args) -> str:
+        try:
+            return command(args)
+        except NoResultsError as error:
+            if not getattr(args, "runs_dir", None):
+                raise
+            try:
+                runs = load_runs(args.runs_dir)
+            except NoResultsError:
+                raise error from None
+            if not runs.problems:
+                raise
+            raise NoResultsError(f"{error.args[0]}\n{skipped(runs).strip()}") from None
+    return run
+
+
+COMMANDS = {"table": explained(table_command), "figure": explained(figure_command), "report": report_command,
+            "curves": explained(curves_command), "list": list_command}
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m analysis", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-    table = sub.add_parser("table", help="learned matrix-game tables beside a paper's")
-    table.add_argument("name", help=f"one of: {', '.join(sorted(TABLES))}")
-    table.add_argument("runs_dir", help="a run or multirun directory (searched recursively)")
-    table.add_argument("--out", help="where to write the Markdown and heatmaps (default RUNS_DIR/analysis)")
-    curves = sub.add_parser("curves", help="test metric against env steps, mean and standard error over seeds")
-    curves.add_argument("runs_dir")
-    curves.add_argument("--metric", default="test/return_mean")
-    curves.add_argument("--out")
-    args = parser.parse_args(argv)
+    args = parser().parse_args(argv)
+    if getattr(args, "last", 1) < 1:
+        print(f"error: --last must be at least 1 (got {args.last})", file=sys.stderr)
+        return 2
     try:
-        if args.command == "table":
-            from analysis.tables import table_command
-            print(table_command(args.name, args.runs_dir, args.out))
-        else:
-            from analysis.curves import curves_command
-            print(curves_command(args.runs_dir, args.metric, args.out))
-    except (KeyError, NoResultsError) as error:
+        print(COMMANDS[args.command](args), end="")
+    except (UnknownExperimentError, NoResultsError, PaperValuesError, UsageError) as error:
         print(f"error: {error.args[0] if error.args else error}", file=sys.stderr)
         return 2
     return 0

@@ -1,32 +1,76 @@
-"""`python -m analysis curves RUNS_DIR`: test return / win-rate curves against env steps."""
+"""Learning-curve data: the selected runs' evaluations with a method and a panel label per row."""
 
 from __future__ import annotations
 
-from pathlib import Path
+from dataclasses import dataclass
 
-import matplotlib
+import pandas as pd
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import seaborn as sns  # noqa: E402
+from analysis.experiments import CurveExperiment, groups_of
+from analysis.runs import NoResultsError, Runs
+from analysis.stats import (
+    DEFAULT_PANEL_PREFIXES,
+    curve_stats,
+    final_scores,
+    method_labels,
+    natural_key,
+    panel_labels,
+    summarise_scores,
+)
 
-from analysis.runs import load_metrics, method_labels  # noqa: E402
+
+@dataclass
+class CurveData:
+    metric: str
+    frame: pd.DataFrame       # evaluations: run columns, t_env, step, metrics, method, panel
+    runs: pd.DataFrame        # the selected runs: run columns, config, method, panel
+    setting_keys: list[str]   # config keys that split panels
+    descending: bool = False  # panel order (ResQ Fig. 4 goes p = 0, -2, -4)
+
+    @property
+    def methods(self) -> list[str]:
+        return sorted(self.frame["method"].unique())
+
+    @property
+    def panels(self) -> list[str]:
+        return sorted(self.runs["panel"].unique(), key=natural_key, reverse=self.descending)
+
+    def final(self, last: int = 1) -> pd.DataFrame:
+        """mean, se, n over seeds of each run's mean over its last `last` evaluations, per panel and method."""
+        return summarise_scores(final_scores(self.frame, self.metric, last), ["panel", "method"])
+
+    def stats(self) -> pd.DataFrame:
+        return curve_stats(self.frame, self.metric, ["panel", "method"])
 
 
-def curves_command(runs_dir: str, metric: str = "test/return_mean", out: str | None = None) -> str:
-    frame = load_metrics(runs_dir)
-    if metric not in frame.columns:
-        available = sorted(c for c in frame.columns if c.startswith("test/"))
-        raise SystemExit(f"metric {metric!r} is not in these runs; available: {', '.join(available)}")
-    frame = frame.assign(method=method_labels(frame))
-    out_dir = Path(out) if out else Path(runs_dir) / "analysis"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    grid = sns.relplot(data=frame, x="t_env", y=metric, hue="method", col="env", kind="line",
-                       errorbar="se", height=3.2, aspect=1.3, facet_kws={"sharey": False})
-    grid.set_axis_labels("environment steps", metric)
-    path = out_dir / f"curves_{metric.replace('/', '_')}.png"
-    grid.savefig(path, dpi=120)
-    plt.close(grid.figure)
-    last = frame.sort_values("t_env").groupby(["env", "method", "seed"]).tail(1)
-    final = last.groupby(["env", "method"])[metric].agg(["mean", "std", "count"]).reset_index()
-    return final.to_markdown(index=False, floatfmt=".3f") + f"\n\nwritten: {path}\n"
+def curve_data(runs: Runs, metric: str, experiment: CurveExperiment | None = None,
+               panel_keys: list[str] | None = None) -> CurveData:
+    """Evaluations of the experiment's runs (all usable runs without one), labelled for plotting."""
+    selected = runs.usable()
+    if experiment is not None:
+        selected = experiment.select(selected)
+    if selected.empty:
+        wanted = f" with env matching {', '.join(experiment.envs)}" if experiment else ""
+        hint = f"; run the sweep first: {experiment.sweep}" if experiment else ""
+        raise NoResultsError(f"no finished run{wanted} under {runs.root}{hint}")
+    selected = selected.copy()
+    selected["method"] = method_labels(selected)
+    prefixes = experiment.panel_prefixes if experiment else DEFAULT_PANEL_PREFIXES
+    selected["panel"], keys = panel_labels(selected, prefixes, panel_keys)
+    if experiment is not None and experiment.groups:
+        records = selected.to_dict("records")
+        selected["panel"] = [[f"{g}: {r['panel']}" for g in groups_of(r, experiment.groups)] for r in records]
+        selected = selected[selected["panel"].map(len) > 0]
+        if selected.empty:
+            raise NoResultsError(f"no run under {runs.root} belongs to a panel of {experiment.name} "
+                                 f"({'; '.join(g for g, _ in experiment.groups)})")
+    frame = runs.metrics[runs.metrics["run_dir"].isin(selected["run_dir"])]
+    if metric not in frame.columns or frame[metric].isna().all():
+        available = sorted(c for c in runs.metrics.columns if c.startswith("test/"))
+        raise NoResultsError(f"metric {metric!r} is not in these runs' metrics.csv; available: {', '.join(available)}")
+    labels = selected.set_index("run_dir")[["method", "panel"]]
+    frame = frame.join(labels, on="run_dir")
+    frame = frame.explode("panel") if experiment is not None and experiment.groups else frame
+    grouped = experiment is not None and bool(experiment.groups)
+    return CurveData(metric, frame.reset_index(drop=True), selected.explode("panel") if grouped else selected, keys,
+                     descending=bool(experiment and experiment.descending_panels))

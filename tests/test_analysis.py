@@ -1,86 +1,133 @@
-"""`python -m analysis` reads result files only; check it on runs written by hand."""
+"""`python -m analysis` reads result files only; its matrix-game tables and CLI, on runs written by hand."""
 
-import csv
-import json
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
 from analysis.__main__ import main
-from analysis.paper import RESQ_PAYOFF, TABLES
+from analysis.experiments import EXPERIMENTS
+from analysis.paper import TABLES
+from tests.test_analysis_support import QTRAN_PAYOFF, RESQ_PAYOFF, matrix_run
 
-
-def fake_run(root, name, algorithm, seed, q_joint, greedy, payoff=RESQ_PAYOFF, main_function="qmix",
-             residual_function="none", igm=0.0, **extra):
-    run = root / name
-    run.mkdir(parents=True)
-    error = max(abs(q - p) for qr, pr in zip(q_joint, payoff) for q, p in zip(qr, pr))
-    columns = {"env": "matrix_resq", "algorithm": algorithm, "main_function": main_function,
-               "residual_function": residual_function, "seed": seed}
-    (run / "matrix_game.json").write_text(json.dumps({
-        **columns, "payoff": payoff, "q_joint": q_joint, "q_agents": [[0, 0, 0], [0, 0, 0]],
-        "greedy_joint_action": greedy, "optimal_joint_action": [0, 0], "max_abs_error": error, **extra}))
-    with open(run / "metrics.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=["t_env", "test/return_mean", "test/igm_violation", *columns])
-        writer.writeheader()
-        for t, ret in ((0, -12.0), (1000, 7.9), (2000, 8.0 if greedy == [0, 0] else 7.9)):
-            writer.writerow({"t_env": t, "test/return_mean": ret, "test/igm_violation": igm if t else 0.5, **columns})
+EXACT = [list(map(float, r)) for r in RESQ_PAYOFF]
 
 
 @pytest.fixture
 def runs(tmp_path):
-    exact = [list(map(float, r)) for r in RESQ_PAYOFF]
-    off = [[v + 0.7 for v in r] for r in exact]
-    fake_run(tmp_path, "0", "resq", 0, exact, [0, 0], residual_function="ff")
-    fake_run(tmp_path, "1", "resq", 1, off, [0, 0], residual_function="ff", igm=1.0)
-    fake_run(tmp_path, "2", "qmix", 0, [[-8.0] * 3, [-8.0, 0, 0], [-8.0, 0, 7.5]], [2, 2])
-    fake_run(tmp_path, "3", "qmix", 0, exact, [0, 0], payoff=[[1, 0, 0], [0, 0, 0], [0, 0, 0]])
+    off = [[v + 0.7 for v in r] for r in EXACT]
+    matrix_run(tmp_path, "0", "resq", 0, EXACT, [0, 0], residual_function="ff")
+    matrix_run(tmp_path, "1", "resq", 1, off, [0, 0], residual_function="ff", igm=1.0)
+    matrix_run(tmp_path, "2", "qmix", 0, [[-8.0] * 3, [-8.0, 0, 0], [-8.0, 0, 7.5]], [2, 2])
+    matrix_run(tmp_path, "3", "qmix", 0, EXACT, [0, 0], payoff=[[1, 0, 0], [0, 0, 0], [0, 0, 0]])
     return tmp_path
 
 
 def test_table_counts_seeds_and_shows_the_paper_beside_ours(runs, capsys):
     assert main(["table", "resq_table2", str(runs)]) == 0
     out = capsys.readouterr().out
-    assert "| resq | joint value | 2 | 2/2 | 1/2 | 0.35 / 0.70 | 0.50 |" in out  # both optimal, one within 0.5
-    assert "| qmix | joint value | 1 | 0/1 | 0/1 |" in out  # IGM: the last evaluation's mean over seeds
+    assert "| resq | joint value | 2 | 2/2 | 1/2 | 0.35 / 0.70 | 0.50 | 2000 | (A,A) |" in out  # IGM: mean of 0, 1
+    assert "| qmix | joint value | 1 | 0/1 | 0/1 |" in out
     assert "1 run(s) under RUNS_DIR used another payoff" in out
-    assert "-11.99" in out and "?" in out  # a paper value and an illegible one
-    assert "8.35 (0.35)" in out  # mean (std) of 8.0 and 8.7
+    assert "-11.99" in out and "8.03" in out  # paper values (8.03 from the poster's copy)
+    # mean (standard error) of 8.0 and 8.7: 8.35, sd 0.495 / sqrt(2) = 0.35
+    assert "8.35 (0.35)" in out
     assert (runs / "analysis" / "resq_table2.md").exists()
+    latex = (runs / "analysis" / "resq_table2.tex").read_text()
+    assert r"\begin{tabular}" in latex and r"8.35 (0.35)" in latex and r"resq\_table2" not in latex.split("\n", 1)[1][:0]
     assert (runs / "analysis" / "resq_table2_resq.png").stat().st_size > 1000
 
 
-def test_curves_writes_a_png_and_final_values(runs, capsys):
-    assert main(["curves", str(runs)]) == 0
+def test_standard_error_over_three_seeds_is_hand_computed(tmp_path, capsys):
+    for seed, shift in enumerate([0.0, 1.0, 3.0]):
+        q = [[v + shift for v in r] for r in EXACT]
+        matrix_run(tmp_path, str(seed), "resq", seed, q, [0, 0], residual_function="ff")
+    assert main(["table", "resq_table2", str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    assert "resq" in out and "8.000" in out
-    assert (runs / "analysis" / "curves_test_return_mean.png").exists()
+    # (A,A): 8, 9, 11 -> mean 9.33, sd = sqrt(((8-9.33)^2 + (9-9.33)^2 + (11-9.33)^2) / 2) = 1.528, se 0.88
+    assert "9.33 (0.88)" in out
 
 
-def test_unknown_table_names_the_available_ones(runs, capsys):
-    assert main(["table", "nope", str(runs)]) == 2
-    err = capsys.readouterr().err
-    assert all(name in err for name in TABLES)
+def test_fop_tables_keep_only_their_methods_on_the_shared_payoff(tmp_path, capsys):
+    matrix_run(tmp_path, "0", "qtran_base", 0, [list(map(float, r)) for r in QTRAN_PAYOFF], [0, 0],
+               payoff=QTRAN_PAYOFF, env="matrix_qtran", main_function="vdn")
+    matrix_run(tmp_path, "1", "fop", 0, [list(map(float, r)) for r in QTRAN_PAYOFF], [0, 0],
+               payoff=QTRAN_PAYOFF, env="matrix_qtran")
+    assert main(["table", "qtran_table1", str(tmp_path)]) == 0  # every run on the payoff
+    out = capsys.readouterr().out
+    assert "| qtran_base |" in out and "## fop (not in the paper's table)" in out
+    assert main(["table", "fop_table1", str(tmp_path)]) == 0      # only_listed: FOP's methods only
+    out = capsys.readouterr().out
+    assert "| fop |" in out and "| qtran_base |" not in out and "FOP, Table 1b" in out
+    assert "1 run(s) of algorithms this table does not list" in out
 
 
-def test_empty_directory_says_what_to_run(tmp_path, capsys):
-    assert main(["table", "resq_table2", str(tmp_path)]) == 2
-    assert "python -m resq.run -m" in capsys.readouterr().err
+def test_fop_table2_rows_are_the_temperature_variants_beside_the_paper(tmp_path, capsys):
+    exact = [list(map(float, r)) for r in QTRAN_PAYOFF]
+    for i, (alpha, seed) in enumerate([(0.5, 0), (0.5, 1), (0.1, 0), (0.1, 1)]):
+        matrix_run(tmp_path, str(i), "fop", seed, exact, [0, 0], payoff=QTRAN_PAYOFF, env="matrix_qtran",
+                   config={"algorithm": {"alpha_finish": alpha}})
+    assert main(["table", "fop_table2", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "| fop[alpha_finish=0.5] | joint value | 2 | 2/2 |" in out
+    assert "| fop[alpha_finish=0.1] | joint value | 2 | 2/2 |" in out
+    assert "## fop[alpha_finish=0.5], beside FOP, Table 2b: alpha_hat = 0.5" in out
+    assert "## fop[alpha_finish=0.1], beside FOP, Table 2c: alpha_hat = 0.1" in out
+    assert "-11.70" in out  # Table 2b's (B,A)
 
 
-def test_noisy_game_table_keeps_noisy_runs_and_states_only_the_papers_claim(tmp_path, capsys):
-    exact = [list(map(float, r)) for r in RESQ_PAYOFF]
-    fake_run(tmp_path, "0", "resz", 0, exact, [0, 0], main_function="datten", residual_function="datten",
-             noise_std=1.0, joint_value_name="E[Z_jt]")
-    fake_run(tmp_path, "1", "dmix", 0, [[-9.0] * 3, [-9.0, 0, 0], [-9.0, 0, 7.8]], [2, 2], main_function="dmix",
-             noise_std=1.0, joint_value_name="E[Z_tot]")
-    fake_run(tmp_path, "2", "resq", 0, exact, [0, 0], residual_function="ff")  # the noise-free game
+def test_noisy_game_table_keeps_noisy_runs_and_states_only_the_papers_words(tmp_path, capsys):
+    matrix_run(tmp_path, "0", "resz", 0, EXACT, [0, 0], main_function="datten", residual_function="datten",
+               noise_std=1.0, joint_value_name="E[Z_jt]")
+    matrix_run(tmp_path, "1", "dmix", 0, [[-9.0] * 3, [-9.0, 0, 0], [-9.0, 0, 7.8]], [2, 2], main_function="dmix",
+               noise_std=1.0, joint_value_name="E[Z_tot]")
+    matrix_run(tmp_path, "2", "resq", 0, EXACT, [0, 0], residual_function="ff")  # the noise-free game
     assert main(["table", "resq_table3", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "| resz | E[Z_jt] | 1 | 1/1 | 1/1 |" in out and "| dmix | E[Z_tot] | 1 | 0/1 |" in out
     assert "| resq |" not in out and "1 run(s) under RUNS_DIR used another payoff or reward noise" in out
     assert "finds the optimum (text)" in out and "which ones: not said" in out
-    assert "E[Z_jt], mean (std) over 1 seeds" in out and "E[Z_tot], mean (std) over 1 seeds" in out
     assert not TABLES["resq_table3"].methods  # no numbers for a table our copy does not have
-    # and the noise-free table leaves the noisy runs out
     assert main(["table", "resq_table2", str(tmp_path)]) == 0
     assert "2 run(s) under RUNS_DIR used another payoff or reward noise" in capsys.readouterr().out
+
+
+def test_matrix_figure_writes_png_and_pdf(runs, capsys):
+    assert main(["figure", "resq_table2", str(runs), "--out", str(runs / "fig")]) == 0
+    assert "2 method(s)" in capsys.readouterr().out
+    for suffix in ("png", "pdf"):
+        assert (runs / "fig" / f"resq_table2.{suffix}").stat().st_size > 1000
+
+
+def test_unknown_name_lists_the_available_ones_without_a_traceback(runs):
+    for command in ("table", "figure"):
+        result = subprocess.run([sys.executable, "-m", "analysis", command, "nope", str(runs)],
+                                capture_output=True, text=True, check=False)
+        assert result.returncode == 2
+        assert "unknown NAME 'nope'" in result.stderr and "Traceback" not in result.stderr
+        assert all(name in result.stderr for name in EXPERIMENTS)
+
+
+def test_empty_or_missing_directory_says_what_to_do(tmp_path, capsys):
+    assert main(["table", "resq_table2", str(tmp_path)]) == 2
+    assert "no run directory" in capsys.readouterr().err
+    assert main(["report", str(tmp_path / "missing")]) == 2
+    assert "is not a directory" in capsys.readouterr().err
+
+
+def test_a_matrix_table_without_its_runs_names_the_sweep(tmp_path, capsys):
+    matrix_run(tmp_path, "0", "qmix", 0, EXACT, [0, 0])
+    assert main(["table", "qtran_table1", str(tmp_path)]) == 2
+    assert "python -m resq.run -m experiment=qtran_table1" in capsys.readouterr().err
+
+
+def test_every_experiment_preset_has_an_analysis():
+    presets = {p.stem for p in (Path(__file__).resolve().parents[1] / "conf" / "experiment").glob("*.yaml")}
+    assert presets and presets <= set(EXPERIMENTS), f"no analysis for: {sorted(presets - set(EXPERIMENTS))}"
+
+
+def test_list_names_every_experiment(capsys):
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert all(name in out for name in EXPERIMENTS)

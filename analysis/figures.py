@@ -1,0 +1,171 @@
+"""Figures in the papers' layouts (seaborn; PNG and PDF): learning curves with a standard-error band over
+seeds, one panel per map or setting, one colour per method (analysis.palette); matrix-game heatmaps; and
+FOP's MTQ reward surface with each seed's learning path of joint actions."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+
+from analysis.curves import CurveData
+from analysis.palette import colour, palette_for
+from analysis.render import save_figure
+
+sns.set_theme(style="whitegrid", context="paper")
+
+
+def curves_figure(data: CurveData, path_stem: Path, title: str = "", ylabel: str | None = None) -> list[Path]:
+    """Metric against env steps: mean over seeds and a standard-error band, a panel per map/setting."""
+    panels = data.panels
+    wrap = min(3, len(panels))
+    methods = data.methods
+    grid = sns.relplot(
+        data=data.frame, x="step", y=data.metric, hue="method", hue_order=methods, palette=palette_for(methods),
+        col="panel", col_order=panels, col_wrap=wrap if len(panels) > 1 else None, kind="line", errorbar="se",
+        height=3.0, aspect=1.35, facet_kws={"sharey": False, "sharex": False},
+    )
+    grid.set_axis_labels("environment steps", ylabel or data.metric)
+    grid.set_titles("{col_name}")
+    if title:
+        grid.figure.suptitle(title, y=1.02)
+    paths = save_figure(grid.figure, path_stem)
+    plt.close(grid.figure)
+    return paths
+
+
+def _nan_matrix(values) -> np.ndarray:
+    return np.array([[np.nan if v is None else v for v in row] for row in values], dtype=float)
+
+
+def matrix_figure(rows: list[tuple[str, np.ndarray, str, np.ndarray | None]], payoff: np.ndarray,
+                  path_stem: Path, title: str = "") -> list[Path]:
+    """One row per method: our mean table over seeds, the paper's beside it (when it has one), the payoff.
+    `rows` holds (method, ours, paper label, paper's matrix or None)."""
+    n_cols = 3
+    fig, axes = plt.subplots(len(rows), n_cols, figsize=(3.3 * n_cols, 2.9 * len(rows)), squeeze=False)
+    labels = [chr(ord("A") + j) for j in range(payoff.shape[1])]
+    for ax_row, (method, ours, paper_label, paper) in zip(axes, rows):
+        panels = [(f"{method}: ours (mean over seeds)", ours), (paper_label or "not in the paper", paper),
+                  ("payoff", payoff)]
+        finite = [np.abs(p[np.isfinite(p)]).max() for _, p in panels if p is not None and np.isfinite(p).any()]
+        lim = max(finite) if finite else 1.0
+        for ax, (name, values) in zip(ax_row, panels):
+            if values is None:
+                ax.axis("off")
+                ax.set_title(name, fontsize=8)
+                continue
+            sns.heatmap(values, annot=True, fmt=".2f", cmap="RdBu", vmin=-lim, vmax=lim, cbar=False, ax=ax,
+                        xticklabels=labels, yticklabels=labels[: values.shape[0]], square=True)
+            ax.set_title(name, fontsize=8)
+            ax.set_xlabel("agent 2")
+            ax.set_ylabel("agent 1")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    paths = save_figure(fig, path_stem)
+    plt.close(fig)
+    return paths
+
+
+def load_mtq_reward() -> Callable:
+    """envs.mtq.max_of_two_quadratics, imported only when an MTQ figure is drawn."""
+    from envs.mtq import max_of_two_quadratics
+
+    return max_of_two_quadratics
+
+
+def reward_grid(reward_fn: Callable, lim: float, n: int = 201) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    import torch
+
+    axis = np.linspace(-lim, lim, n)
+    u1, u2 = np.meshgrid(axis, axis, indexing="ij")
+    actions = torch.as_tensor(np.stack([u1, u2], axis=-1), dtype=torch.float64)  # (n, n, 2)
+    reward = reward_fn(actions)
+    reward = reward.detach().cpu().numpy() if hasattr(reward, "detach") else np.asarray(reward)
+    if reward.shape != u1.shape:
+        raise ValueError(f"the MTQ reward function maps (..., 2) actions to (...) rewards; got {reward.shape} "
+                         f"for actions of shape {tuple(actions.shape)}")
+    return u1, u2, reward
+
+
+def mtq_figure(data: CurveData, final_actions: pd.DataFrame, path_stem: Path, reward_fn: Callable | None = None,
+               title: str = "", ylabel: str | None = None) -> tuple[list[Path], str]:
+    """FOP Fig. 2: (a) the reward surface, (b) learning curves, then one panel per method with each seed's
+    path of deterministic joint actions (test/joint_action_0, _1 at every evaluation) on the surface.
+    `final_actions` has run_dir and joint_action (from mtq.json). Returns (paths, a note for the user)."""
+    note = ""
+    if reward_fn is None:
+        try:
+            reward_fn = load_mtq_reward()
+        except ImportError as error:
+            note = (f"reward surface left out: envs.mtq.max_of_two_quadratics is not importable ({error}); "
+                    "it comes with the MTQ environment (env=mtq)")
+    frame = data.frame
+    has_paths = {"test/joint_action_0", "test/joint_action_1"} <= set(frame.columns)
+    if not has_paths:
+        note += ("; " if note else "") + "no test/joint_action_0/1 in metrics.csv: learning paths left out"
+    methods = data.methods
+    coords = [frame[c].to_numpy(dtype=float) for c in ("test/joint_action_0", "test/joint_action_1") if c in frame]
+    extent = max([10.0] + [float(np.nanmax(np.abs(c))) + 1.0 for c in coords if np.isfinite(c).any()])
+    surface = reward_grid(reward_fn, extent) if reward_fn is not None else None
+
+    n_panels = 2 + (len(methods) if has_paths else 0)
+    cols = min(4, n_panels)
+    rows = math.ceil(n_panels / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.4 * cols, 3.2 * rows), squeeze=False)
+    flat = list(axes.ravel())
+    for ax in flat[n_panels:]:
+        ax.axis("off")
+
+    def draw_surface(ax, filled: bool) -> None:
+        if surface is None:
+            return
+        u1, u2, reward = surface
+        if filled:
+            mesh = ax.contourf(u1, u2, reward, levels=30, cmap="viridis")
+            fig.colorbar(mesh, ax=ax, fraction=0.046, pad=0.04)
+        else:
+            ax.contour(u1, u2, reward, levels=15, cmap="viridis", linewidths=0.6)
+        ax.set_xlabel("agent 1's action")
+        ax.set_ylabel("agent 2's action")
+        ax.set_aspect("equal")
+
+    flat[0].set_title("(a) reward surface")
+    if surface is None:
+        flat[0].text(0.5, 0.5, "reward function\nnot available", ha="center", va="center", transform=flat[0].transAxes)
+    draw_surface(flat[0], filled=True)
+    sns.lineplot(data=frame, x="step", y=data.metric, hue="method", hue_order=methods, palette=palette_for(methods),
+                 errorbar="se", ax=flat[1])
+    flat[1].set_title("(b) learning curves")
+    flat[1].set_xlabel("environment steps")
+    flat[1].set_ylabel(ylabel or data.metric)
+    if has_paths:
+        finals = final_actions.set_index("run_dir")["joint_action"] if len(final_actions) else pd.Series(dtype=object)
+        for i, (ax, method) in enumerate(zip(flat[2:], methods)):
+            draw_surface(ax, filled=False)
+            for run_dir, path in frame[frame["method"] == method].groupby("run_dir"):
+                path = path.sort_values("t_env")
+                x, y = path["test/joint_action_0"].to_numpy(float), path["test/joint_action_1"].to_numpy(float)
+                ax.plot(x, y, "-", color=colour(method), alpha=0.7, linewidth=1.0, marker=".", markersize=3)
+                ax.plot(x[:1], y[:1], "o", color="black", markersize=3)
+                end = finals.get(run_dir)
+                end = end if isinstance(end, (list, tuple)) and len(end) == 2 else (x[-1], y[-1])
+                ax.plot([end[0]], [end[1]], "*", color=colour(method), markeredgecolor="black", markersize=9)
+            ax.set_xlim(-extent, extent)
+            ax.set_ylim(-extent, extent)
+            ax.set_title(f"({chr(ord('c') + i)}) {method}: learning paths")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    paths = save_figure(fig, path_stem)
+    plt.close(fig)
+    return paths, note

@@ -1,0 +1,177 @@
+"""Figures and final-performance tables from synthetic learning curves: files exist, numbers hand-computed."""
+
+import numpy as np
+import pytest
+import torch
+
+from analysis import figures
+from analysis.__main__ import main
+from analysis.curves import curve_data
+from analysis.experiments import CURVES
+from analysis.palette import PALETTE, colour
+from analysis.runs import load_result_json, load_runs
+from tests.test_analysis_support import curve, write_run
+
+# predator-prey p = -2 and p = 0: final test returns per seed
+FIG4 = {
+    -2: {"resq": [[0, 2, 4], [0, 3, 6], [0, 5, 8]], "cw_qmix": [[0, 1, 3], [0, 2, 3]],
+         "ow_qmix": [[0, 1, 1], [0, 1, 2]], "qmix": [[0, -2, -1], [0, -1, 1]],
+         "qtran_base": [[0, -1, -1], [0, -1, -2]]},
+    0: {"resq": [[0, 5, 10], [0, 6, 10]], "qmix": [[0, 4, 9], [0, 5, 9]]},
+}
+
+
+def write_fig4(root, extra=()):
+    for p, methods in FIG4.items():
+        for algorithm, seeds in methods.items():
+            for seed, values in enumerate(seeds):
+                write_run(root, f"p{p}_{algorithm}_{seed}", env="predator_prey", algorithm=algorithm, seed=seed,
+                          evaluations=curve(values, jitter=seed * 7), config={"env": {"punishment": p}})
+    for name, algorithm, seed, values, p in extra:
+        write_run(root, name, env="predator_prey", algorithm=algorithm, seed=seed, evaluations=curve(values),
+                  config={"env": {"punishment": p}})
+    return root
+
+
+def test_final_performance_table_is_mean_and_standard_error_over_seeds(tmp_path, capsys):
+    write_fig4(tmp_path)
+    write_run(tmp_path, "half", env="predator_prey", algorithm="resq", seed=9, evaluations=curve([0, 100]),
+              t_max=5000, config={"env": {"punishment": -2}})  # unfinished: reported, not averaged in
+    assert main(["table", "resq_fig4", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "| method | predator_prey, punishment=0 | predator_prey, punishment=-2 |" in out  # the paper's order
+    # resq p=-2: 4, 6, 8 -> 6.00, sd 2 / sqrt(3) = 1.15; p=0: 10, 10 -> se 0
+    assert "| resq | 10.00 ± 0.00 (n=2) | 6.00 ± 1.15 (n=3) |" in out
+    assert "| qmix | 9.00 ± 0.00 (n=2) | 0.00 ± 1.00 (n=2) |" in out
+    assert "| cw_qmix | – | 3.00 ± 0.00 (n=2) |" in out
+    assert "half: unfinished (last evaluation at t_env 1000 < t_max 5000; skipped)" in out
+    latex = (tmp_path / "analysis" / "resq_fig4_final.tex").read_text()
+    assert r"6.00 $\pm$ 1.15 (n=3)" in latex and r"\toprule" in latex
+    assert (tmp_path / "analysis" / "resq_fig4_final.md").read_text().count("| resq |") == 1
+
+
+def test_final_score_can_average_the_last_evaluations(tmp_path, capsys):
+    write_fig4(tmp_path)
+    assert main(["table", "resq_fig4", str(tmp_path), "--last", "2"]) == 0
+    # resq p=-2: (2+4)/2, (3+6)/2, (5+8)/2 = 3, 4.5, 6.5 -> 4.67, sd 1.756 / sqrt(3) = 1.01
+    assert "| resq | 7.75 ± 0.25 (n=2) | 4.67 ± 1.01 (n=3) |" in capsys.readouterr().out  # p=0: 7.5, 8
+    assert main(["table", "resq_fig4", str(tmp_path), "--last", "0"]) == 2
+
+
+def test_curve_figure_has_a_panel_per_setting_and_writes_png_and_pdf(tmp_path, capsys):
+    write_fig4(tmp_path)
+    assert main(["figure", "resq_fig4", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "5 method(s) in 2 panel(s): predator_prey, punishment=0, predator_prey, punishment=-2" in out
+    for suffix in ("png", "pdf"):
+        assert (tmp_path / "analysis" / f"resq_fig4.{suffix}").stat().st_size > 5000
+
+
+def test_curve_stats_align_seeds_and_match_the_hand_computation(tmp_path):
+    write_fig4(tmp_path)
+    data = curve_data(load_runs(tmp_path), "test/return_mean", CURVES["resq_fig4"])
+    stats = data.stats().set_index(["panel", "method", "step"])
+    row = stats.loc[("predator_prey, punishment=-2", "resq", 1000)]  # t_env 1000, 1007, 1014 on one grid step
+    assert row["n"] == 3 and row["mean"] == pytest.approx(10 / 3)
+    assert row["se"] == pytest.approx(np.std([2, 3, 5], ddof=1) / np.sqrt(3))
+
+
+def test_when_every_run_was_skipped_the_error_says_why(tmp_path, capsys):
+    write_run(tmp_path, "crashed", env="predator_prey", algorithm="resq", seed=0, evaluations=curve([0, 1]),
+              error="ValueError: nan loss")
+    assert main(["figure", "resq_fig4", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "no finished run with env matching predator_prey*" in err
+    assert "crashed: failed (error.txt present; skipped)" in err
+
+
+def test_experiment_figures_select_their_envs(tmp_path, capsys):
+    write_fig4(tmp_path)
+    write_run(tmp_path, "smax", env="smax_3s_vs_5z", algorithm="resq", seed=0,
+              evaluations=curve([0.0, 0.5], metric="test/battle_won_mean"))
+    assert main(["figure", "resq_fig3_smax", str(tmp_path)]) == 0
+    assert "1 method(s) in 1 panel(s): smax_3s_vs_5z" in capsys.readouterr().out
+    assert main(["figure", "qtran_fig4", str(tmp_path)]) == 2
+    assert "python -m resq.run -m experiment=qtran_fig4" in capsys.readouterr().err
+
+
+def test_ablation_figure_groups_runs_into_the_papers_panels(tmp_path, capsys):
+    runs = [("resq", "qmix", "ff"), ("resq", "vdn", "ff"), ("resq", "qmix", "qatten"), ("qmix", "qmix", "none"),
+            ("vdn", "vdn", "none")]
+    for algorithm, main_function, residual in runs:
+        write_run(tmp_path, f"{algorithm}_{main_function}_{residual}", env="smax_8m_vs_9m", algorithm=algorithm,
+                  seed=0, main_function=main_function, residual_function=residual,
+                  evaluations=curve([0.0, 0.3], metric="test/battle_won_mean"))
+    data = curve_data(load_runs(tmp_path), "test/battle_won_mean", CURVES["resq_fig5"])
+    members = data.runs.groupby("panel")["method"].apply(set).to_dict()
+    assert members == {
+        "(a, b) main function: smax_8m_vs_9m": {"resq[main=qmix,residual=ff]", "resq[main=vdn,residual=ff]", "qmix", "vdn"},
+        "(d) residual function: smax_8m_vs_9m": {"resq[main=qmix,residual=ff]", "resq[main=qmix,residual=qatten]"},
+    }
+    assert main(["figure", "resq_fig5", str(tmp_path)]) == 0
+    assert (tmp_path / "analysis" / "resq_fig5.png").exists()
+
+
+def quadratic_max(actions: torch.Tensor) -> torch.Tensor:
+    """A stand-in reward surface of the MTQ shape (two bumps), so the test needs no env package."""
+    u1, u2 = actions[..., 0], actions[..., 1]
+    f1 = 0.8 * (-((u1 + 5) / 3) ** 2 - ((u2 + 5) / 3) ** 2)
+    f2 = -((u1 - 5) ** 2) - (u2 - 5) ** 2 + 10
+    return torch.maximum(f1, f2)
+
+
+def write_mtq(root):
+    paths = {"fop": [[(0, 0), (2, 2), (4.9, 5.1)], [(0, 0), (3, 1), (5.2, 4.8)]],
+             "maddpg": [[(0, 0), (-3, -3), (-5, -5)], [(0, 0), (-2, -4), (-4.8, -5.1)]]}
+    for algorithm, seeds in paths.items():
+        for seed, path in enumerate(seeds):
+            evaluations = [{"t_env": 1000 * i, "test/return_mean": 0.1 * float(quadratic_max(torch.tensor(a))),
+                            "test/joint_action_0": a[0], "test/joint_action_1": a[1]} for i, a in enumerate(path)]
+            write_run(root, f"{algorithm}_{seed}", env="mtq", algorithm=algorithm, seed=seed, evaluations=evaluations,
+                      mtq={"joint_action": list(path[-1]), "reward": float(quadratic_max(torch.tensor(path[-1])))})
+    return root
+
+
+def test_mtq_figure_draws_the_surface_and_each_seeds_path(tmp_path):
+    write_mtq(tmp_path)
+    runs = load_runs(tmp_path)
+    data = curve_data(runs, "test/return_mean", CURVES["fop_mtq"])
+    finals = load_result_json(runs, "mtq.json")
+    written, note = figures.mtq_figure(data, finals, tmp_path / "out" / "fop_mtq", reward_fn=quadratic_max)
+    assert note == "" and [p.suffix for p in written] == [".png", ".pdf"]
+    assert all(p.stat().st_size > 5000 for p in written)
+    _, _, reward = figures.reward_grid(quadratic_max, 10.0, n=21)
+    assert reward.shape == (21, 21) and reward[15, 15] == pytest.approx(10.0)  # (5, 5) is the global optimum
+    with pytest.raises(ValueError, match=r"maps \(\.\.\., 2\) actions"):
+        figures.reward_grid(lambda a: a, 10.0, n=5)
+
+
+def test_mtq_figure_without_the_env_package_still_draws_the_paths(tmp_path, capsys, monkeypatch):
+    write_mtq(tmp_path)
+
+    def missing():
+        raise ImportError("No module named 'envs.mtq'")
+
+    monkeypatch.setattr(figures, "load_mtq_reward", missing)
+    assert main(["figure", "fop_mtq", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "reward surface left out: envs.mtq.max_of_two_quadratics is not importable" in out
+    assert (tmp_path / "analysis" / "fop_mtq.pdf").exists()
+    assert main(["table", "fop_mtq", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "| fop | 5.05 ± 0.15 (n=2) | 4.95 ± 0.15 (n=2) |" in out and "| 2/2 |" in out
+
+
+def test_each_method_keeps_its_colour():
+    assert colour("resq") == PALETTE["resq"] and colour("qmix") == PALETTE["qmix"]
+    assert len(set(PALETTE.values())) == len(PALETTE)
+    variant = "resq[main=vdn,residual=ff]"
+    assert colour(variant) == colour(variant) and colour(variant).startswith("#")
+
+
+def test_generic_curves_command_plots_any_metric(tmp_path, capsys):
+    write_fig4(tmp_path)
+    assert main(["curves", str(tmp_path), "--metric", "test/nope"]) == 2
+    assert "available: test/return_mean" in capsys.readouterr().err
+    assert main(["curves", str(tmp_path)]) == 0
+    assert (tmp_path / "analysis" / "curves_test_return_mean.png").exists()
