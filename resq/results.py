@@ -206,7 +206,7 @@ class RunRecord:
             "end_time": None,
             "host": socket.gethostname(),
             "pid": os.getpid(),
-            "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
+            "slurm_job_id": slurm_job_id(),
             "command": sys.argv,
             "job": job,
             "git": git_state(),
@@ -231,6 +231,12 @@ class RunRecord:
 
     def fail(self, error: BaseException | str) -> None:
         self.update(status="failed", end_time=now(), error=error_text(error))
+
+
+def slurm_job_id() -> str | None:
+    """The SLURM job this process runs in, as squeue/sacct/scancel name it ("<array>_<task>" in an array)."""
+    array, task = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
+    return f"{array}_{task}" if array and task else os.environ.get("SLURM_JOB_ID")
 
 
 def error_text(error: BaseException | str) -> str:

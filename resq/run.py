@@ -217,7 +217,7 @@ def fit(cfg: DictConfig, output_dir: Path, columns: dict[str, Any], checkpoint: 
     trainer: pl.Trainer = instantiate(
         cfg.trainer, max_epochs=datamodule.max_epochs, callbacks=callbacks, logger=logger or False,
         enable_progress_bar=progress_bar, enable_checkpointing=every_n_epochs is not None,
-        plugins=[AtomicCheckpointIO()],
+        plugins=[AtomicCheckpointIO(), *slurm_plugins()],
     )
     if checkpoint is not None:
         log.info("resuming from %s", checkpoint)
@@ -232,6 +232,15 @@ def fit(cfg: DictConfig, output_dir: Path, columns: dict[str, Any], checkpoint: 
     record.finish(metrics.last, t_env=datamodule.t_env)
     print_summary(columns, metrics.last, matrix)
     return metrics.last
+
+
+def slurm_plugins() -> list:
+    """Inside a SLURM job, Lightning's own auto-requeue (SIGUSR1: save an hpc checkpoint, scontrol
+    requeue) would race submitit's, which `hydra/launcher=slurm` configures (max_num_timeout); the
+    requeued job resumes from resq's checkpoint either way, so Lightning's is turned off."""
+    from lightning_fabric.plugins.environments import SLURMEnvironment
+
+    return [SLURMEnvironment(auto_requeue=False)] if SLURMEnvironment.detect() else []
 
 
 def write_results(output_dir: Path, datamodule: RolloutDataModule, learner: pl.LightningModule, columns: dict) -> dict | None:
