@@ -33,7 +33,15 @@ from resq.checkpoint import AtomicCheckpointIO, checkpoint_callbacks, find_check
 from resq.data import RolloutDataModule
 from resq.progress import EnvStepProgressBar
 from resq.report import print_summary
-from resq.results import RUN_COLUMNS, MetricsCSV, RunRecord, append_failure, mark_failed, read_run_record, write_json
+from resq.results import (
+    RUN_COLUMNS,
+    MetricsCSV,
+    RunRecord,
+    append_failure,
+    mark_failed,
+    read_run_record,
+    write_json,
+)
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +53,9 @@ def quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)", category=Warning)
     # A resumed run writes its checkpoints where the interrupted one did, on purpose.
     warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty", category=Warning)
+    # On a machine with SLURM's client installed, a run outside a SLURM job is not a mistake.
+    warnings.filterwarnings("ignore", message=r"The `srun` command is available on your system but is not used",
+                            category=Warning)
 
 
 class ConfigError(ValueError):

@@ -27,7 +27,7 @@ def run_cli(args, cwd, wait=True):
     command = [sys.executable, "-m", "resq.run", *args]
     if not wait:
         return subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+    return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=600, check=False)
 
 
 def status(run_dir):
@@ -110,8 +110,8 @@ def test_a_finished_run_is_skipped_and_another_config_in_its_directory_is_refuse
     (["t_max=-5"], r"t_max must be a positive integer, got -5"),
     (["algorithm.target_update_interval=0"], r"algorithm.target_update_interval must be a positive integer"),
     (["t_max=100", "test_interval=200"], r"t_max \(100\) is shorter than one epoch .* test_interval=100"),
-    (["test_interval=200", "checkpoint_interval=300"], r"checkpoint_interval \(300\) must be a multiple of "
-                                                       r"test_interval \(200\).* checkpoint_interval=200"),
+    (["test_interval=200", "checkpoint_interval=300"],
+     r"checkpoint_interval \(300\) must be a multiple of test_interval \(200\).* checkpoint_interval=200"),
     (["checkpoint_interval=0"], r"checkpoint_interval must be a positive number of env steps .* or null"),
 ])
 def test_configs_that_cannot_work_fail_before_training(tmp_path, overrides, message):

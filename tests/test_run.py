@@ -60,7 +60,7 @@ def test_nan_loss_stops_with_the_env_step_and_keeps_written_metrics(tmp_path):
 def run_cli(args, cwd):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     return subprocess.run([sys.executable, "-m", "resq.run", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=300)
+                          capture_output=True, text=True, timeout=300, check=False)
 
 
 def test_cli_run_prints_the_table(tmp_path):

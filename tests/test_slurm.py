@@ -23,13 +23,13 @@ def cluster_problem() -> str | None:
     if shutil.which("sinfo") is None or shutil.which("sbatch") is None:
         return "no SLURM client (sinfo, sbatch) installed; as root, ci/slurm_up.sh installs and starts a cluster"
     try:
-        out = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True, timeout=30)
+        out = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True, timeout=30, check=False)
     except (OSError, subprocess.SubprocessError) as error:
         return f"sinfo failed: {error}"
     states = out.stdout.split()
     if out.returncode != 0 or not any(s.rstrip("*") in ("idle", "mixed", "allocated") for s in states):
         return f"no SLURM node is up (sinfo: {(out.stderr or out.stdout).strip()[:200]}); start one with ci/slurm_up.sh"
-    if subprocess.run(["sacct", "-n", "-X", "-S", "now"], capture_output=True, timeout=30).returncode != 0:
+    if subprocess.run(["sacct", "-n", "-X", "-S", "now"], capture_output=True, timeout=30, check=False).returncode:
         return "SLURM accounting (slurmdbd) does not answer: cancelled jobs could not be detected"
     return None
 
@@ -43,7 +43,7 @@ def sweep(args, cwd, wait=True):
     if not wait:
         return subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     return subprocess.run(command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                          timeout=600)
+                          timeout=600, check=False)
 
 
 def record(job_dir):

@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def sweep(args, cwd):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, "-m", "resq.run", "-m", *args], cwd=cwd, env=env,
+    return subprocess.run([sys.executable, "-m", "resq.run", "-m", *args], cwd=cwd, env=env, check=False,
                           capture_output=True, text=True, timeout=600)
 
 

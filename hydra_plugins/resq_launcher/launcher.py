@@ -187,7 +187,7 @@ class ResilientLocalLauncher(_Resilient, Launcher):
                       job_dir_key="hydra.sweep.dir", job_subdir_key="hydra.sweep.subdir")
         try:
             send.send(ret)
-        except Exception as error:  # an unpicklable return value or exception: send its text instead
+        except Exception as error:  # noqa: BLE001 - an unpicklable return value or exception: send its text
             send.send(JobReturn(overrides=ret.overrides, working_dir=ret.working_dir, task_name=ret.task_name,
                                 status=JobStatus.FAILED, _return_value=RuntimeError(f"{ret._return_value!r} ({error})")))
         send.close()
@@ -237,7 +237,7 @@ class ResilientSlurmLauncher(_Resilient, BaseSubmititLauncher):
                     continue
                 try:
                     outcome: JobReturn | BaseException = slurm_job.result()
-                except Exception as error:  # cancelled, killed, timed out, node failure
+                except Exception as error:  # noqa: BLE001 - cancelled, killed, timed out, node failure: any
                     outcome = JobDied(f"SLURM job {slurm_job.job_id} ended {slurm_job.state} without a result: "
                                       f"{type(error).__name__}: {str(error)[:800]}")
                 yield job, outcome
