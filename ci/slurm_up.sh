@@ -28,7 +28,7 @@ wait_for() {  # wait_for <seconds> <what> <command...>
 
 HOST=$(hostname -s)
 CPUS=$(nproc)
-MEM_MB=$(awk '/MemAvailable/ {print int($2 / 1024 * 0.9)}' /proc/meminfo)
+MEM_MB=$(awk '/MemTotal/ {print int($2 / 1024 * 0.8)}' /proc/meminfo)  # scheduling only (no cgroups)
 mkdir -p "$DIR"/{state,spool,log,run}
 
 # munge: the package made /etc/munge/munge.key

@@ -57,7 +57,7 @@ def test_a_slurm_sweep_with_a_cancelled_job(tmp_path):
     sweep_dir = tmp_path / "sweep"
     args = ["algorithm=resq,qmix", "seed=0,1", "t_max=1600", "test_interval=400", "logger=none",
             "trainer.enable_progress_bar=false", "hydra/launcher=slurm", "hydra.launcher.timeout_min=20",
-            "hydra.launcher.poll_s=1", f"hydra.sweep.dir={sweep_dir}"]
+            "hydra.launcher.poll_s=1", "hydra.launcher.mem_gb=1", f"hydra.sweep.dir={sweep_dir}"]
     running = sweep(args, tmp_path, wait=False)
     victim = sweep_dir / "1"
     deadline = time.monotonic() + 300
