@@ -207,6 +207,7 @@ def train(cfg: DictConfig, output_dir: str | Path, choices: dict[str, Any], job:
 
 
 def fit(cfg: DictConfig, output_dir: Path, columns: dict[str, Any], checkpoint: Path | None, record: RunRecord) -> dict[str, Any]:
+    """Build, train (from `checkpoint` when given) and write the results; `train` owns the run record."""
     quiet_lightning()
     (output_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
     torch.set_num_threads(int(cfg.torch_threads))
