@@ -158,5 +158,15 @@ class BatchedEnv(ABC):
         """Apply `actions` ((B, N) long, or (B, N, D) float for continuous envs); copies whose episode has
         ended ignore theirs."""
 
+    def state_dict(self) -> dict:
+        """The environment's random state for checkpoints: by default the state of every
+        `torch.Generator` attribute. Episodes restart at every `reset()`, so that is all a resumed run
+        needs; environments with other random state (numpy, subprocesses) override this pair."""
+        return {name: g.get_state() for name, g in vars(self).items() if isinstance(g, torch.Generator)}
+
+    def load_state_dict(self, state: dict) -> None:
+        for name, g_state in state.items():
+            getattr(self, name).set_state(g_state)
+
     def close(self) -> None:  # noqa: B027 - optional hook, most envs hold no resources
         """Release processes or sockets (StarCraft II adapters); a no-op by default."""

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import signal
+
 import torch
 
 from envs import BatchedEnv, EnvSpec, MatrixGame, TimeStep
@@ -100,3 +103,25 @@ def random_batch(b: int = 5, t: int = 4, seed: int = 0, spec: EnvSpec = SPEC) ->
     batch.filled[0, 2:] = 0
     batch.terminated[0, 1] = 1
     return batch
+
+
+class InterruptOnceGame(MatrixGame):
+    """A matrix game that interrupts its run once: after `after` env steps of the training env whose
+    seed is `on_seed`, if the file `marker` does not exist yet, it creates it and then SIGKILLs its own
+    process (`how="sigkill"`) or raises (`how="raise"`). A re-run finds the marker and plays on, so
+    it exercises resuming; the rewards are MatrixGame's, so its numbers equal an uninterrupted run's."""
+
+    def __init__(self, payoff, after: int, marker: str, on_seed: int = 0, how: str = "sigkill",
+                 n_envs: int = 1, noise_std: float = 0.0, seed: int = 0) -> None:
+        super().__init__(payoff, n_envs=n_envs, noise_std=noise_std, seed=seed)
+        self.after, self.marker, self.how, self.armed = after, marker, how, seed == on_seed
+        self.steps = 0
+
+    def step(self, actions: torch.Tensor) -> TimeStep:
+        self.steps += self.n_envs
+        if self.armed and self.steps > self.after and not os.path.exists(self.marker):
+            open(self.marker, "w").close()
+            if self.how == "sigkill":
+                os.kill(os.getpid(), signal.SIGKILL)
+            raise RuntimeError(f"interrupted on purpose after {self.after} env steps")
+        return super().step(actions)

@@ -60,7 +60,7 @@ def test_nan_loss_stops_with_the_env_step_and_keeps_written_metrics(tmp_path):
 def run_cli(args, cwd):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     return subprocess.run([sys.executable, "-m", "resq.run", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=300)
+                          capture_output=True, text=True, timeout=300, check=False)
 
 
 def test_cli_run_prints_the_table(tmp_path):
@@ -76,6 +76,24 @@ def test_a_failing_job_does_not_sink_the_sweep(tmp_path):
     good, bad = tmp_path / "sweep" / "0", tmp_path / "sweep" / "1"
     assert (good / "metrics.csv").exists() and (good / "matrix_game.json").exists()
     assert "noise_std" in (bad / "error.txt").read_text()
+    assert json.loads((good / "run.json").read_text())["status"] == "finished"
+    record = json.loads((bad / "run.json").read_text())
+    assert record["status"] == "failed" and "noise_std" in record["error"]
+    [failure] = [json.loads(line) for line in (tmp_path / "sweep" / "failures.jsonl").read_text().splitlines()]
+    assert failure["job"] == 1 and failure["kind"] == "exception" and "env.noise_std=-1.0" in failure["overrides"]
+
+
+def test_run_json_records_config_code_versions_and_times(tmp_path):
+    cfg = compose_config(QUICK + ["t_max=320", "seed=5"])
+    train(cfg, tmp_path, CHOICES)
+    record = json.loads((tmp_path / "run.json").read_text())
+    assert record["status"] == "finished" and record["seed"] == 5 and record["algorithm"] == "resq"
+    assert record["config"]["t_max"] == 320 and record["config"]["data"]["t_max"] == 320  # resolved
+    if (ROOT / ".git").exists():  # a checkout (CI's clean clone); an unpacked archive has no commit
+        assert len(record["git"]["commit"]) == 40 and isinstance(record["git"]["dirty"], bool)
+    assert {"torch", "pytorch-lightning", "hydra-core"} <= set(record["versions"])
+    assert record["host"] and record["start_time"] <= record["end_time"]
+    assert record["result"]["t_env"] == 320 and record["attempt"] == 1
 
 
 def test_cli_unknown_env_lists_the_options(tmp_path):

@@ -9,6 +9,7 @@ Lightning's end-of-epoch validation, and `max_epochs = ceil(t_max / test_interva
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Iterator
 
@@ -44,6 +45,8 @@ class RolloutDataModule(pl.LightningDataModule):
         test_episodes: greedy episodes per evaluation.
         epsilon_start, epsilon_finish, epsilon_anneal_steps: the linear exploration schedule.
         seed: seeds the environments, exploration and sampling.
+        checkpoint_buffer: keep the replay buffer in checkpoints (exact resume); off, a resumed run
+            starts with an empty buffer.
     """
 
     def __init__(
@@ -60,6 +63,7 @@ class RolloutDataModule(pl.LightningDataModule):
         epsilon_finish: float = 0.05,
         epsilon_anneal_steps: int = 100_000,
         seed: int = 0,
+        checkpoint_buffer: bool = True,
     ) -> None:
         super().__init__()
         for name, value in (("n_envs", n_envs), ("batch_size", batch_size), ("t_max", t_max),
@@ -80,6 +84,7 @@ class RolloutDataModule(pl.LightningDataModule):
         self.test_episodes = test_episodes
         self.epsilon = LinearSchedule(epsilon_start, epsilon_finish, epsilon_anneal_steps)
         self.seed = seed
+        self.checkpoint_buffer = checkpoint_buffer
         self.generator = torch.Generator().manual_seed(seed)
         self.t_env = 0
         self.episodes = 0
@@ -186,14 +191,28 @@ class RolloutDataModule(pl.LightningDataModule):
 
     # ---- checkpointing -----------------------------------------------------------------------
     def state_dict(self) -> dict:
-        return {
+        """Everything the next epoch depends on, saved in Lightning checkpoints: t_env, episodes, the
+        epsilon schedule, the sampling/exploration generator, the environments' generators and (unless
+        `checkpoint_buffer` is off) the replay buffer. Environments are reset at every rollout, so their
+        generators are all the state they carry between epochs."""
+        state = {
             "t_env": self.t_env,
             "episodes": self.episodes,
+            "epsilon": dataclasses.asdict(self.epsilon),
             "generator": self.generator.get_state(),
-            "buffer": self.buffer.state_dict(),
+            "train_env": self.train_env.state_dict(),
+            "test_env": self.test_env.state_dict(),
         }
+        if self.checkpoint_buffer:
+            state["buffer"] = self.buffer.state_dict()
+        return state
 
     def load_state_dict(self, state: dict) -> None:
         self.t_env, self.episodes = int(state["t_env"]), int(state["episodes"])
+        if "epsilon" in state:
+            self.epsilon = LinearSchedule(**state["epsilon"])
         self.generator.set_state(state["generator"])
-        self.buffer.load_state_dict(state["buffer"])
+        self.train_env.load_state_dict(state.get("train_env", {}))
+        self.test_env.load_state_dict(state.get("test_env", {}))
+        if "buffer" in state:
+            self.buffer.load_state_dict(state["buffer"])

@@ -326,10 +326,15 @@ class ValueFactorization(pl.LightningModule):
         self.clip_gradients(optimizer, gradient_clip_val=self.grad_clip, gradient_clip_algorithm="norm")
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
+        # Networks, target networks and the optimizer are Lightning's; these two are the module's own
+        # state: the episode count of the last target update and the last evaluation's snapshot (a run
+        # resumed from its final checkpoint writes matrix_game.json from it).
         checkpoint["last_target_update"] = self._last_target_update
+        checkpoint["snapshot"] = self.snapshot
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         self._last_target_update = int(checkpoint.get("last_target_update", 0))
+        self.snapshot = checkpoint.get("snapshot", {})
 
     # ---- evaluation --------------------------------------------------------------------------
     @torch.no_grad()
