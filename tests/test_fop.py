@@ -77,10 +77,11 @@ def test_fop_joint_q_checks_shapes():
         fop_joint_q(torch.zeros(4, 2), torch.zeros(4, 2), torch.ones(4, 2), torch.zeros(4, 2))
 
 
-def test_mixer_is_eq7_with_positive_weights_and_no_gradient_into_v():
+@pytest.mark.parametrize("q_gradient", ["unit", "lambda"])
+def test_mixer_is_eq7_with_positive_weights_and_no_gradient_into_v(q_gradient):
     torch.manual_seed(0)
     n, s, a = 3, 5, 4
-    mixer = FOPMixer(n_agents=n, state_dim=s, action_dim=a, hidden_dim=16)
+    mixer = FOPMixer(n_agents=n, state_dim=s, action_dim=a, hidden_dim=16, q_gradient=q_gradient)
     with torch.no_grad():  # push the pre-softplus outputs far negative: lambda must stay > 0
         mixer.weights.net[-1].bias.fill_(-50.0)
     q = torch.randn(6, 7, n, requires_grad=True)
@@ -93,9 +94,12 @@ def test_mixer_is_eq7_with_positive_weights_and_no_gradient_into_v():
     torch.testing.assert_close(q_jt, fop_joint_q(q, v, lam, mixer.v_jt(state)))
     q_jt.sum().backward()
     assert v.grad is None  # Q_jt's gradients never reach the individual V's
-    torch.testing.assert_close(q.grad, lam.detach())  # dQ_jt/dQ_i = lambda_i > 0
+    # dQ_jt/dQ_i: lambda_i (eq. 7's chain rule) or 1 (the authors' code)
+    torch.testing.assert_close(q.grad, lam.detach() if q_gradient == "lambda" else torch.ones_like(q))
     with pytest.raises(ValueError, match="actions must have shape"):
         mixer(q, v, state, actions[..., :2])
+    with pytest.raises(ValueError, match="q_gradient"):
+        FOPMixer(n_agents=n, state_dim=s, action_dim=a, q_gradient="half")
 
 
 # ---- soft values and the policy objective ---------------------------------------------------------

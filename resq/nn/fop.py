@@ -211,16 +211,31 @@ class FOPMixer(nn.Module):
     Contract: q_taken (*, N), v_i (*, N), state (*, S), actions (*, N, action_dim) -> q_jt (*, 1), lambda (*, N).
     V_i is detached: Q_jt's gradients reach Q_i, lambda and V_jt, never the V-networks or policies.
 
+    How the critic's gradient reaches Q_i (`q_gradient`) is a detail the paper leaves open:
+        "unit"    the value is eq. 7 but dQ_jt/dQ_i = 1: Q_jt = sum_i [lambda_i sg(Q_i - V_i) + Q_i - sg(Q_i)] + V_jt
+                  (sg = stop-gradient), which is how the authors' released code trains Q_i (there
+                  Q_jt = sum_i Q_i + sum_i (lambda_i - 1) sg(Q_i - V_i) + V(s));
+        "lambda"  the chain rule of eq. 7, dQ_jt/dQ_i = lambda_i.
+    With "lambda", the weight network learns to shrink lambda at joint actions the current policies
+    rarely take (the only way eq. 7 can fit a high payoff there, since Q_i - V_i <= 0), and that cuts the
+    very gradient that would raise Q_i at them: on the QTRAN payoff it stalls at a sub-optimum
+    (docs/methods/fop.md has the measurements).
+
     Args:
         n_agents, state_dim, action_dim: as `FOPWeights`.
         hidden_dim: width of the weight network's and V_jt's hidden layers.
         min_weight: the floor on lambda_i.
+        q_gradient: "unit" or "lambda", see above.
     """
 
+    Q_GRADIENTS = ("unit", "lambda")
+
     def __init__(self, n_agents: int, state_dim: int, action_dim: int, hidden_dim: int = 64,
-                 min_weight: float = 1e-3) -> None:
+                 min_weight: float = 1e-3, q_gradient: str = "unit") -> None:
         super().__init__()
-        self.n_agents, self.state_dim = n_agents, state_dim
+        if q_gradient not in self.Q_GRADIENTS:
+            raise ValueError(f"FOPMixer.q_gradient must be one of {list(self.Q_GRADIENTS)}, got {q_gradient!r}")
+        self.n_agents, self.state_dim, self.q_gradient = n_agents, state_dim, q_gradient
         self.weights = FOPWeights(n_agents, state_dim, action_dim, hidden_dim, min_weight)
         self.v_jt = nn.Sequential(nn.Linear(state_dim, hidden_dim), nn.ReLU(), nn.Linear(hidden_dim, 1))
 
@@ -231,7 +246,11 @@ class FOPMixer(nn.Module):
             raise ValueError(f"FOPMixer: q_taken must be (*, {self.n_agents}) and state (*, {self.state_dim}) with the "
                              f"same leading shape, got {tuple(q_taken.shape)} and {tuple(state.shape)}")
         lam = self.weights(state, actions)  # (*, N)
-        return fop_joint_q(q_taken, v_i.detach(), lam, self.v_jt(state)), lam
+        v_jt = self.v_jt(state)  # (*, 1)
+        if self.q_gradient == "lambda":
+            return fop_joint_q(q_taken, v_i.detach(), lam, v_jt), lam
+        straight_through = (q_taken - q_taken.detach()).sum(-1, keepdim=True)  # value 0, gradient 1 per Q_i
+        return fop_joint_q(q_taken.detach(), v_i.detach(), lam, v_jt) + straight_through, lam
 
 
 # ---- losses --------------------------------------------------------------------------------------
