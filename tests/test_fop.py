@@ -10,7 +10,6 @@ import torch
 
 from resq.nn.fop import (
     FOPMixer,
-    TanhGaussianPolicy,
     TeamTemperature,
     categorical_log_probs,
     discrete_policy_objective,
@@ -19,6 +18,9 @@ from resq.nn.fop import (
     individual_temperatures,
     optimal_soft_value,
     soft_value,
+    tanh_gaussian_log_prob,
+    tanh_gaussian_mode,
+    tanh_gaussian_rsample,
 )
 from resq.nn.joint import all_joint_actions
 
@@ -141,28 +143,29 @@ def test_discrete_policy_objective_is_minimised_by_the_soft_policy():
 
 
 # ---- the tanh-Gaussian policy ----------------------------------------------------------------------
+LOW, HIGH = torch.tensor([-10.0]), torch.tensor([10.0])
+
+
 def test_tanh_gaussian_samples_in_bounds_with_a_normalised_density():
-    torch.manual_seed(0)
-    policy = TanhGaussianPolicy(in_dim=3, action_dim=1, low=-10.0, high=10.0, hidden_dim=16)
-    x = torch.randn(1, 3)
-    u, log_prob = policy.sample(x.expand(4000, 3), generator=_gen(4))
+    params = torch.tensor([[1.5, -0.3]]).expand(4000, 2)  # mean 1.5 in latent space, a moderate std
+    u, log_prob = tanh_gaussian_rsample(params, LOW, HIGH, generator=_gen(4))
     assert u.shape == (4000, 1) and log_prob.shape == (4000,)
     assert (u.abs() < 10).all()
-    torch.testing.assert_close(policy.log_prob(x.expand(4000, 3), u), log_prob, atol=2e-3, rtol=1e-3)
+    torch.testing.assert_close(tanh_gaussian_log_prob(params, u, LOW, HIGH), log_prob, atol=2e-3, rtol=1e-3)
     grid = torch.linspace(-9.999, 9.999, 20001)[:, None]  # (G, 1)
-    density = policy.log_prob(x.expand(grid.shape[0], 3), grid).exp()
-    assert abs(float(torch.trapezoid(density.detach(), grid[:, 0])) - 1.0) < 1e-2
-    assert policy.deterministic(x).shape == (1, 1)
-    with pytest.raises(ValueError, match="high > low"):
-        TanhGaussianPolicy(in_dim=3, action_dim=1, low=1.0, high=1.0)
+    density = tanh_gaussian_log_prob(params[:1].expand(grid.shape[0], 2), grid, LOW, HIGH).exp()
+    assert abs(float(torch.trapezoid(density, grid[:, 0])) - 1.0) < 1e-2
+    torch.testing.assert_close(tanh_gaussian_mode(params[:1], LOW, HIGH), 10 * torch.tanh(torch.tensor([[1.5]])))
+    with pytest.raises(ValueError, match="even last axis"):
+        tanh_gaussian_rsample(torch.zeros(2, 3), LOW, HIGH)
 
 
 def test_tanh_gaussian_sample_is_reparameterised():
-    torch.manual_seed(0)
-    policy = TanhGaussianPolicy(in_dim=2, action_dim=2, low=-1.0, high=1.0, hidden_dim=8)
-    u, _ = policy.sample(torch.randn(5, 2))
+    params = torch.zeros(5, 4, requires_grad=True)  # D = 2
+    u, _ = tanh_gaussian_rsample(params, -torch.ones(2), torch.ones(2))
     u.sum().backward()
-    assert policy.mean.weight.grad is not None and policy.mean.weight.grad.abs().sum() > 0
+    assert params.grad[:, :2].abs().sum() > 0  # through the mean
+    assert params.grad[:, 2:].abs().sum() > 0  # and the std
 
 
 # ---- temperatures ----------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ Discrete actions take the expectations over pi_i exactly (sums over A); continuo
 a reparameterised tanh-Gaussian (SAC's continuous version). Gradients of Q_jt reach neither the V_i nor
 the policies (Sec. 4.3): `FOPMixer` detaches V_i.
 
-The stochastic policy heads (`categorical_log_probs`, `TanhGaussianPolicy`) are shared with COMA and DOP.
+The stochastic-policy helpers (`categorical_log_probs`, the tanh-Gaussian functions) serve COMA and DOP too.
 """
 
 from __future__ import annotations
@@ -82,66 +82,51 @@ def discrete_policy_objective(q: torch.Tensor, log_pi: torch.Tensor, alpha_i: to
     return -soft_value(q, log_pi, alpha_i)
 
 
-# ---- continuous policies -------------------------------------------------------------------------
-class TanhGaussianPolicy(nn.Module):
-    """A reparameterised tanh-Gaussian policy head for bounded Box actions (SAC's continuous policy).
+# ---- continuous policies: a reparameterised tanh-Gaussian -----------------------------------------
+# A policy head emits params (*, 2D): the Gaussian's mean and an unbounded log-std, squashed into
+# log_std_bounds. u = mid + half_range * tanh(z), z ~ N(mean, std^2); log pi(u) includes the tanh and
+# scale Jacobians (SAC's continuous policy, Haarnoja et al. 2018a, appendix C).
+LOG_STD_BOUNDS = (-5.0, 2.0)
 
-    u = low + (high - low) (tanh(z) + 1) / 2, z ~ N(mean(x), std(x)^2); log pi(u) includes the tanh and
-    scale Jacobians. Contract: features x (*, F) -> actions (*, D), log_prob (*) (summed over D).
 
-    Args:
-        in_dim: width of the input features (one agent's inputs or a recurrent encoder's output).
-        action_dim: D, the size of each agent's action vector.
-        low, high: the action bounds (floats or length-D sequences).
-        hidden_dim: width of the two hidden layers.
-        log_std_bounds: the head's log standard deviation is squashed into this range.
-    """
+def tanh_gaussian_split(params: torch.Tensor, log_std_bounds: tuple[float, float] = LOG_STD_BOUNDS):
+    """params (*, 2D) -> mean (*, D), log_std (*, D) inside log_std_bounds."""
+    if params.shape[-1] % 2:
+        raise ValueError(f"tanh-Gaussian params need an even last axis (mean and log-std), got {tuple(params.shape)}")
+    mean, raw = params.chunk(2, dim=-1)
+    low, high = log_std_bounds
+    return mean, low + 0.5 * (high - low) * (torch.tanh(raw) + 1)
 
-    def __init__(self, in_dim: int, action_dim: int, low, high, hidden_dim: int = 64,
-                 log_std_bounds: tuple[float, float] = (-5.0, 2.0)) -> None:
-        super().__init__()
-        low_t = torch.as_tensor(low, dtype=torch.float32).expand(action_dim).clone()
-        high_t = torch.as_tensor(high, dtype=torch.float32).expand(action_dim).clone()
-        if not (torch.isfinite(low_t).all() and torch.isfinite(high_t).all() and (high_t > low_t).all()):
-            raise ValueError(f"a tanh-Gaussian policy needs finite bounds with high > low, got low={low}, high={high}")
-        self.register_buffer("scale", (high_t - low_t) / 2)
-        self.register_buffer("offset", (high_t + low_t) / 2)
-        self.log_std_min, self.log_std_max = log_std_bounds
-        self.body = nn.Sequential(nn.Linear(in_dim, hidden_dim), nn.ReLU(), nn.Linear(hidden_dim, hidden_dim), nn.ReLU())
-        self.mean = nn.Linear(hidden_dim, action_dim)
-        self.log_std = nn.Linear(hidden_dim, action_dim)
 
-    def distribution_params(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        h = self.body(x)
-        unit = torch.tanh(self.log_std(h))  # (-1, 1)
-        log_std = self.log_std_min + 0.5 * (self.log_std_max - self.log_std_min) * (unit + 1)
-        return self.mean(h), log_std  # (*, D), (*, D)
+def _latent_log_prob(z: torch.Tensor, mean: torch.Tensor, log_std: torch.Tensor, half_range: torch.Tensor) -> torch.Tensor:
+    gaussian = -0.5 * ((z - mean) / log_std.exp()) ** 2 - log_std - 0.5 * math.log(2 * math.pi)
+    # log |d tanh(z)/dz| = log(1 - tanh(z)^2), written stably as 2 (log 2 - z - softplus(-2 z))
+    log_det = 2 * (math.log(2) - z - F.softplus(-2 * z)) + torch.log(half_range)
+    return (gaussian - log_det).sum(-1)
 
-    def squash(self, z: torch.Tensor) -> torch.Tensor:
-        return self.offset + self.scale * torch.tanh(z)
 
-    def sample(self, x: torch.Tensor, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """A reparameterised draw u (*, D) (gradients flow to the head) and its log-probability (*)."""
-        mean, log_std = self.distribution_params(x)
-        noise = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
-        z = mean + log_std.exp() * noise
-        return self.squash(z), self.log_prob_of_latent(z, mean, log_std)
+def tanh_gaussian_rsample(params: torch.Tensor, low: torch.Tensor, high: torch.Tensor,
+                          generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """A reparameterised draw u (*, D) in [low, high] (gradients flow to params) and log pi(u) (*)."""
+    mean, log_std = tanh_gaussian_split(params)
+    noise = torch.randn(mean.shape, generator=generator, dtype=mean.dtype).to(mean.device)
+    z = mean + log_std.exp() * noise
+    mid, half_range = (high + low) / 2, (high - low) / 2
+    return mid + half_range * torch.tanh(z), _latent_log_prob(z, mean, log_std, half_range)
 
-    def log_prob_of_latent(self, z: torch.Tensor, mean: torch.Tensor, log_std: torch.Tensor) -> torch.Tensor:
-        gaussian = -0.5 * ((z - mean) / log_std.exp()) ** 2 - log_std - 0.5 * math.log(2 * math.pi)
-        # log |d tanh(z)/dz| = log(1 - tanh(z)^2), written stably as 2 (log 2 - z - softplus(-2 z))
-        log_det = 2 * (math.log(2) - z - F.softplus(-2 * z)) + torch.log(self.scale)
-        return (gaussian - log_det).sum(-1)
 
-    def log_prob(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-        """log pi(u | x) (*) of given actions (strictly inside the bounds)."""
-        mean, log_std = self.distribution_params(x)
-        unit = ((u - self.offset) / self.scale).clamp(-1 + 1e-6, 1 - 1e-6)
-        return self.log_prob_of_latent(torch.atanh(unit), mean, log_std)
+def tanh_gaussian_log_prob(params: torch.Tensor, u: torch.Tensor, low: torch.Tensor, high: torch.Tensor) -> torch.Tensor:
+    """log pi(u) (*) of given actions u (*, D) (clamped just inside the box)."""
+    mean, log_std = tanh_gaussian_split(params)
+    mid, half_range = (high + low) / 2, (high - low) / 2
+    unit = ((u - mid) / half_range).clamp(-1 + 1e-6, 1 - 1e-6)
+    return _latent_log_prob(torch.atanh(unit), mean, log_std, half_range)
 
-    def deterministic(self, x: torch.Tensor) -> torch.Tensor:
-        """The policy's mode in the squashed space, tanh(mean) mapped to the bounds (*, D)."""
-        return self.squash(self.distribution_params(x)[0])
+
+def tanh_gaussian_mode(params: torch.Tensor, low: torch.Tensor, high: torch.Tensor) -> torch.Tensor:
+    """The deterministic action mid + half_range * tanh(mean) (*, D)."""
+    mean, _ = tanh_gaussian_split(params)
+    return (high + low) / 2 + (high - low) / 2 * torch.tanh(mean)
 
 
 # ---- the factorization ---------------------------------------------------------------------------
