@@ -105,3 +105,35 @@ def dop_deterministic_actor_loss(q_at_policy: torch.Tensor, k: torch.Tensor, mas
     """
     per_step = -(k.detach() * q_at_policy).sum(-1, keepdim=True)  # (B, T, 1)
     return (per_step * mask).sum() / mask.sum().clamp_min(1.0)
+
+
+class AgentActionCritic(nn.Module):
+    """DOP's individual critic for continuous actions: Q_i(s, o_i, u_i) = MLP([s, o_i, one-hot id, u_i]) (*, N).
+
+    The action enters scaled into [-1, 1]. Weights shared by the agents, told apart by the id.
+    Contract: state (*, S), obs (*, N, O), actions (*, N, D) -> (*, N).
+    """
+
+    def __init__(self, n_agents: int, action_dim: int, state_dim: int, obs_dim: int, action_low, action_high,
+                 hidden_dim: int = 128) -> None:
+        super().__init__()
+        self.n_agents, self.action_dim, self.state_dim, self.obs_dim = n_agents, action_dim, state_dim, obs_dim
+        low = torch.as_tensor(action_low, dtype=torch.float32)
+        high = torch.as_tensor(action_high, dtype=torch.float32)
+        self.register_buffer("mid", (high + low) / 2)
+        self.register_buffer("half_range", (high - low) / 2)
+        self.net = nn.Sequential(
+            nn.Linear(state_dim + obs_dim + n_agents + action_dim, hidden_dim), nn.ReLU(),
+            nn.Linear(hidden_dim, hidden_dim), nn.ReLU(),
+            nn.Linear(hidden_dim, 1),
+        )
+
+    def forward(self, state: torch.Tensor, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        lead, n = state.shape[:-1], self.n_agents
+        if obs.shape != (*lead, n, self.obs_dim) or actions.shape != (*lead, n, self.action_dim):
+            raise ValueError(f"AgentActionCritic: obs and actions must be {(*lead, n, self.obs_dim)} and "
+                             f"{(*lead, n, self.action_dim)}, got {tuple(obs.shape)} and {tuple(actions.shape)}")
+        ids = torch.eye(n, device=state.device, dtype=state.dtype).expand(*lead, n, n)
+        scaled = (actions - self.mid) / self.half_range
+        x = torch.cat([state[..., None, :].expand(*lead, n, self.state_dim), obs, ids, scaled], dim=-1)
+        return self.net(x)[..., 0]

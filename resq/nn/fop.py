@@ -24,11 +24,14 @@ The stochastic-policy helpers (`categorical_log_probs`, the tanh-Gaussian functi
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from resq.nn.actors import CategoricalActor, RecurrentActor
+from resq.nn.agents import RNNAgent
 from resq.nn.returns import td_lambda_returns
 
 #: log-probability given to unavailable actions: finite, so pi * log pi is exactly 0 there (no nan).
@@ -39,14 +42,13 @@ UNAVAILABLE_LOG_PROB = -1e8
 def categorical_log_probs(logits: torch.Tensor, avail: torch.Tensor | None = None) -> torch.Tensor:
     """log pi (*, A) from logits (*, A), renormalised over the available actions (bool (*, A)).
 
-    Unavailable actions get probability exactly 0 and the finite log-probability UNAVAILABLE_LOG_PROB.
+    Unavailable actions get probability exactly 0 and the finite log-probability UNAVAILABLE_LOG_PROB, so
+    sums like sum_u pi(u) log pi(u) stay finite. A row with no available action (padding after an
+    episode's end) counts as all available, as `CategoricalActor.log_probs` treats it.
     """
-    if avail is not None:
-        if not avail.any(-1).all():
-            raise ValueError("every agent needs at least one available action (avail is all False somewhere)")
-        logits = logits.masked_fill(~avail, float("-inf"))
-    log_pi = torch.log_softmax(logits, dim=-1)
-    return log_pi.clamp_min(UNAVAILABLE_LOG_PROB)
+    if avail is None:
+        avail = torch.ones_like(logits, dtype=torch.bool)
+    return CategoricalActor.log_probs(logits, avail).clamp_min(UNAVAILABLE_LOG_PROB)
 
 
 def soft_value(q: torch.Tensor, log_pi: torch.Tensor, alpha: torch.Tensor | float) -> torch.Tensor:
@@ -127,6 +129,71 @@ def tanh_gaussian_mode(params: torch.Tensor, low: torch.Tensor, high: torch.Tens
     """The deterministic action mid + half_range * tanh(mean) (*, D)."""
     mean, _ = tanh_gaussian_split(params)
     return (high + low) / 2 + (high - low) / 2 * torch.tanh(mean)
+
+
+class TanhGaussianActor(RecurrentActor):
+    """A stochastic policy over a continuous box, the `resq.nn.actors` contract: params (*, N, 2D) are
+    the tanh-Gaussian's mean and raw log-std; `sample` draws (reparameterised), `mode` is
+    mid + half_range * tanh(mean).
+
+    The head's last layer starts near zero (uniform in +-`final_init`), so every agent's first
+    deterministic action sits at the middle of the box (FOP starts MTQ's policies at (0, 0)) with a
+    log-std at the middle of LOG_STD_BOUNDS.
+    """
+
+    action_kind = "continuous"
+    stochastic = True
+
+    def __init__(self, n_agents: int, action_dim: int, obs_dim: int, action_low: Sequence[float],
+                 action_high: Sequence[float], final_init: float = 3e-3, **kwargs) -> None:
+        super().__init__(n_agents, obs_dim, action_input_dim=action_dim, out_dim=2 * action_dim, **kwargs)
+        low = torch.as_tensor(action_low, dtype=torch.float32)
+        high = torch.as_tensor(action_high, dtype=torch.float32)
+        if low.shape != (action_dim,) or high.shape != (action_dim,) or not (low < high).all():
+            raise ValueError(f"TanhGaussianActor needs action_low < action_high with {action_dim} entries each, "
+                             f"got {low.tolist()}, {high.tolist()}")
+        self.register_buffer("low", low)
+        self.register_buffer("high", high)
+        if final_init > 0:
+            with torch.no_grad():
+                self.head[-1].weight.uniform_(-final_init, final_init)
+                self.head[-1].bias.uniform_(-final_init, final_init)
+
+    def mode(self, params: torch.Tensor, avail: torch.Tensor | None = None) -> torch.Tensor:
+        return tanh_gaussian_mode(params, self.low, self.high)
+
+    def sample(self, params: torch.Tensor, avail: torch.Tensor | None = None,
+               generator: torch.Generator | None = None) -> torch.Tensor:
+        return tanh_gaussian_rsample(params, self.low, self.high, generator)[0]
+
+
+class RecurrentActionValue(nn.Module):
+    """Q_i(tau_i, u_i) for continuous actions: GRU features of the agent's history (an `RNNAgent`'s
+    `features`) and its action, scaled into [-1, 1], through an MLP to one value. Weights shared by the
+    agents (the encoder appends the agent id).
+
+    Contract: features(obs (B, T, N, O), prev_actions (B, T, N, D)) -> (B, T, N, H);
+              value(features (*, N, H), actions (*, N, D)) -> (*, N).
+    """
+
+    def __init__(self, encoder: RNNAgent, action_dim: int, action_low: Sequence[float],
+                 action_high: Sequence[float], hidden_dim: int = 64) -> None:
+        super().__init__()
+        encoder.fc_out = nn.Identity()  # only its features serve here
+        self.encoder = encoder
+        low = torch.as_tensor(action_low, dtype=torch.float32)
+        high = torch.as_tensor(action_high, dtype=torch.float32)
+        self.register_buffer("mid", (high + low) / 2)
+        self.register_buffer("half_range", (high - low) / 2)
+        self.head = nn.Sequential(nn.Linear(encoder.hidden_dim + action_dim, hidden_dim), nn.ReLU(),
+                                  nn.Linear(hidden_dim, 1))
+
+    def features(self, obs: torch.Tensor, prev_actions: torch.Tensor) -> torch.Tensor:
+        return self.encoder.features(obs, prev_actions)[0]
+
+    def value(self, features: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        scaled = (actions - self.mid) / self.half_range
+        return self.head(torch.cat([features, scaled], dim=-1))[..., 0]
 
 
 # ---- the factorization ---------------------------------------------------------------------------
@@ -250,12 +317,6 @@ def fop_critic_targets(reward: torch.Tensor, terminated: torch.Tensor, mask: tor
     """
     next_value = next_q_jt - alpha * next_log_pi_jt  # (B, T, 1)
     return td_lambda_returns(reward, terminated, mask, next_value, gamma, td_lambda)
-
-
-def masked_mse(prediction: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean of (prediction - target)^2 over entries where mask (broadcasting) is 1."""
-    mask = mask.expand_as(prediction)
-    return (((prediction - target) ** 2) * mask).sum() / mask.sum().clamp_min(1.0)
 
 
 # ---- the team temperature ------------------------------------------------------------------------
