@@ -9,6 +9,7 @@ import torch
 from resq.nn.coma import AgentCritic, coma_actor_loss, coma_advantages, counterfactual_baseline, onehot
 from resq.nn.dop import DOPMixer, dop_actor_loss, dop_deterministic_actor_loss, tree_backup_targets
 from resq.nn.returns import td_lambda_returns
+from tests.actor_critic_helpers import build, learned_matrix, loss_after_updates, run_json
 
 
 # ---- COMA --------------------------------------------------------------------------------------------
@@ -118,3 +119,46 @@ def test_dop_deterministic_actor_ascends_k_weighted_q():
     q_at_policy = -(u - 2.0) ** 2  # Q_i maximal at u_i = 2
     dop_deterministic_actor_loss(q_at_policy, torch.tensor([[[2.0, 1.0]]]), torch.ones(1, 1, 1)).backward()
     assert (u.grad < 0).all()  # descent moves both actions up toward 2
+
+
+# ---- the learners -------------------------------------------------------------------------------------
+@pytest.mark.parametrize("algorithm,env", [("coma", "matrix_qtran"), ("dop", "matrix_qtran"), ("dop", "mtq")])
+@pytest.mark.parametrize("update", ["critic", "actor"])
+def test_update_reduces_its_own_loss_on_a_fixed_batch(algorithm, env, update):
+    learner, batch = build(algorithm, env)
+    before, after = loss_after_updates(learner, batch, update, steps=40)
+    assert after < before, (algorithm, env, update, before, after)
+
+
+def test_coma_is_refused_on_continuous_actions_at_build_time():
+    from resq.learners import IncompatibleComponentsError
+
+    with pytest.raises(IncompatibleComponentsError, match="discrete actions only"):
+        build("coma", "mtq")
+
+
+def test_coma_joint_q_is_the_critic_at_each_joint_action():
+    learner, batch = build("coma", "matrix_qtran")
+    rows = torch.zeros(1, 2, dtype=torch.long)
+    joint = torch.tensor([[[0, 2], [1, 1]]])  # (M, J, N)
+    q = learner.joint_q(batch, rows, joint)
+    state, obs = batch.state[0, 0], batch.obs[0, 0]
+    for j in range(2):
+        rows_q = learner.critic(state, obs, onehot(joint[0, j], 3))  # (N, A)
+        expected = rows_q.gather(-1, joint[0, j][:, None])[:, 0].mean()
+        torch.testing.assert_close(q[0, j], expected)
+
+
+@pytest.mark.parametrize("algorithm,env,name", [("coma", "matrix_qtran", "matrix_game.json"),
+                                               ("dop", "matrix_qtran", "matrix_game.json"),
+                                               ("dop", "mtq", "mtq.json")])
+def test_a_tiny_run_writes_its_result_file(tmp_path, algorithm, env, name):
+    result = run_json(tmp_path, algorithm, env, [], name)
+    assert ("q_joint" in result) if env != "mtq" else (len(result["joint_action"]) == 2)
+
+
+@pytest.mark.slow
+def test_dop_misses_the_optimum_of_the_qtran_payoff(tmp_path):
+    """FOP Table 1d: DOP's linear critic cannot represent the payoff; its agents settle off (A, A)."""
+    matrix = learned_matrix(tmp_path, "dop", seed=0)
+    assert matrix["greedy_joint_action"] != [0, 0]

@@ -23,6 +23,7 @@ from resq.nn.fop import (
     tanh_gaussian_rsample,
 )
 from resq.nn.joint import all_joint_actions
+from tests.actor_critic_helpers import build, learned_matrix, loss_after_updates, run_json
 
 
 def _gen(seed: int = 0) -> torch.Generator:
@@ -126,8 +127,8 @@ def test_soft_values_respect_unavailable_actions_and_per_agent_temperatures():
     expected = torch.stack([0.5 * torch.logsumexp(q[0, :2] / 0.5, -1), 2.0 * torch.logsumexp(q[1] / 2.0, -1)])
     torch.testing.assert_close(optimal_soft_value(q, alpha_i, avail), expected)
     torch.testing.assert_close(soft_value(q, log_pi, alpha_i), expected)
-    with pytest.raises(ValueError, match="at least one available action"):
-        categorical_log_probs(q, torch.zeros_like(avail))
+    # a padding row (nothing available) counts as all available, so its log-probabilities stay finite
+    torch.testing.assert_close(categorical_log_probs(q, torch.zeros_like(avail)), torch.log_softmax(q, -1))
 
 
 def test_discrete_policy_objective_is_minimised_by_the_soft_policy():
@@ -207,3 +208,81 @@ def test_critic_target_is_the_soft_one_step_return():
     next_log_pi = torch.tensor([[[-1.0], [-2.0]]])
     y = fop_critic_targets(reward, terminated, mask, next_q, next_log_pi, alpha=0.5, gamma=0.9)
     torch.testing.assert_close(y, torch.tensor([[[1.0 + 0.9 * (5.0 + 0.5)], [2.0]]]))
+
+
+# ---- the learner ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("env", ["matrix_qtran", "mtq"])
+@pytest.mark.parametrize("update", ["critic", "actor"])
+def test_fop_update_reduces_its_own_loss_on_a_fixed_batch(env, update):
+    learner, batch = build("fop", env)
+    before, after = loss_after_updates(learner, batch, update, steps=40)
+    assert after < before, (update, before, after)
+
+
+def test_fop_value_update_reduces_eq10_on_a_fixed_batch():
+    learner, batch = build("fop", "mtq")
+    assert learner.update_order == ("critic", "value", "actor")
+    before, after = loss_after_updates(learner, batch, "value", steps=40)
+    assert after < before
+
+
+def test_fop_learned_temperature_gets_its_own_update():
+    learner, batch = build("fop", "mtq", ["algorithm.temperature.mode=learned",
+                                          "algorithm.temperature.target_entropy=-2.0"])
+    assert learner.update_order[-1] == "temperature"
+    learner.actor_losses(batch)  # the temperature reads the joint log-probabilities of this update
+    before = float(learner.alpha)
+    loss_after_updates(learner, batch, "temperature", steps=5)
+    assert float(learner.alpha) != before
+
+
+def test_fop_weights_temperature_divides_alpha_by_the_mean_weight():
+    learner, batch = build("fop", "matrix_qtran", ["algorithm.individual_temperature=weights",
+                                                   "algorithm.weight_samples=64"])
+    params = learner.policy_params(learner.nets, batch)[:, 0]  # (B, N, A)
+    state = batch.state[:, 0]
+    with torch.no_grad():
+        learner.critic["mixer"].weights.net[-1].bias.fill_(3.0)  # lambda_i ~ softplus(3) + 1e-3 everywhere
+        learner.critic["mixer"].weights.net[-1].weight.zero_()
+    alpha_i = learner.individual_alphas(learner.critic["mixer"], params, batch.avail[:, 0], state)
+    expected = float(learner.alpha) / (torch.nn.functional.softplus(torch.tensor(3.0)) + 1e-3)
+    torch.testing.assert_close(alpha_i, torch.full_like(alpha_i, float(expected)))
+
+
+def test_fop_refuses_a_main_function_and_a_learned_temperature_without_its_optimiser():
+    from resq.learners import IncompatibleComponentsError
+
+    with pytest.raises(IncompatibleComponentsError, match="main_function=none"):
+        build("fop", "matrix_qtran", ["main_function=qmix"])
+    with pytest.raises(IncompatibleComponentsError, match="temperature_optimizer"):
+        build("fop", "mtq", ["algorithm.temperature.mode=learned", "algorithm.temperature.target_entropy=-2.0",
+                             "algorithm.temperature_optimizer=null"])
+    with pytest.raises(ValueError, match="individual_temperature"):
+        build("fop", "matrix_qtran", ["algorithm.individual_temperature=agent"])
+
+
+@pytest.mark.parametrize("overrides", [[], ["algorithm.individual_temperature=weights", "algorithm.q_gradient=lambda"]])
+def test_a_tiny_fop_run_on_the_matrix_game_writes_its_table(tmp_path, overrides):
+    matrix = run_json(tmp_path, "fop", "matrix_qtran", overrides, "matrix_game.json")
+    assert len(matrix["q_joint"]) == 3 and len(matrix["q_agents"]) == 2
+    assert matrix["joint_value_name"] == "Q_jt"
+
+
+@pytest.mark.parametrize("overrides", [[], ["algorithm.temperature.mode=learned",
+                                            "algorithm.temperature.target_entropy=-2.0"]])
+def test_a_tiny_fop_run_on_mtq_writes_the_joint_action(tmp_path, overrides):
+    mtq = run_json(tmp_path, "fop", "mtq", overrides, "mtq.json")
+    assert len(mtq["joint_action"]) == 2 and all(-10 <= u <= 10 for u in mtq["joint_action"])
+    assert "reward" in mtq
+
+
+@pytest.mark.slow
+def test_fop_reaches_the_optimum_of_the_qtran_payoff(tmp_path):
+    """FOP Table 1: the agents' most likely actions are (A, A) after 10k steps (seed 0)."""
+    matrix = learned_matrix(tmp_path, "fop", seed=0)
+    assert matrix["greedy_joint_action"] == [0, 0]
+    assert matrix["q_joint"][1][1] == pytest.approx(0.0, abs=1.0)  # the sub-optimal block is learned too
+    assert matrix["q_joint"][0][1] == pytest.approx(-12.0, abs=1.0)
+

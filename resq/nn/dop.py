@@ -84,16 +84,15 @@ def tree_backup_targets(reward: torch.Tensor, terminated: torch.Tensor, mask: to
 
 
 def dop_actor_loss(pi: torch.Tensor, q_i: torch.Tensor, k: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Discrete decomposed policy gradient as a loss: -E_s[sum_i k_i sum_u pi_i(u) (Q_i(u) - b_i)].
+    """Discrete decomposed policy gradient as a loss: -E_s[sum_i k_i(s) sum_u pi_i(u) Q_i(s, u)].
 
-    pi (B, T, N, A) carries the gradient; q_i (B, T, N, A) and k (B, T, N) are detached here; b_i is the
-    detached baseline sum_u pi_i(u) Q_i(u) (it leaves the mean gradient unchanged and keeps the loss
-    value an advantage). mask (B, T, 1).
+    Its gradient is the decomposed policy gradient sum_i k_i sum_u grad pi_i(u) (Q_i(u) - b_i) for any
+    baseline b_i (sum_u grad pi_i(u) = 0), and its value falls as the policies move to higher Q_i, so it
+    can be watched. pi (B, T, N, A) carries the gradient; q_i (B, T, N, A) and k (B, T, N) are detached
+    here. mask (B, T, 1).
     """
-    q_i, k = q_i.detach(), k.detach()
-    baseline = (pi.detach() * q_i).sum(-1, keepdim=True)  # (B, T, N, 1)
-    per_agent = (pi * (q_i - baseline)).sum(-1)  # (B, T, N)
-    per_step = -(k * per_agent).sum(-1, keepdim=True)  # (B, T, 1)
+    per_agent = (pi * q_i.detach()).sum(-1)  # (B, T, N)
+    per_step = -(k.detach() * per_agent).sum(-1, keepdim=True)  # (B, T, 1)
     return (per_step * mask).sum() / mask.sum().clamp_min(1.0)
 
 
