@@ -6,6 +6,12 @@ One call steps B environments at once and returns torch tensors:
     reward (B,) float          terminated (B,) bool   truncated (B,) bool
     battle_won (B,) bool or None (only environments that report wins)
 
+Actions come in one of two kinds, which `EnvSpec.action_kind` states:
+
+    discrete    `step(actions (B, N) long)`, each in 0..n_actions-1; avail (B, N, A) marks the legal ones
+    continuous  `step(actions (B, N, D) float)`, each agent's action in the box [action_low, action_high]
+                (D = action_dim); avail is (B, N, 1) and all True: every action in the box is allowed
+
 `reset()` returns a `TimeStep` whose reward is zero and whose done flags are False. An environment
 whose episode has ended keeps returning its last observation with zero reward until the next
 `reset()`; the collector masks those rows, so environments never auto-reset mid-batch.
@@ -16,15 +22,24 @@ state). This module knows torch only: no Lightning, no Hydra, nothing from `resq
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
 import torch
 
+DISCRETE, CONTINUOUS = "discrete", "continuous"
+ACTION_KINDS = (DISCRETE, CONTINUOUS)
+
 
 @dataclass(frozen=True)
 class EnvSpec:
-    """Static facts about an environment, passed explicitly to every network and buffer."""
+    """Static facts about an environment, passed explicitly to every network and buffer.
+
+    Discrete envs give `n_actions` (A, per agent). Continuous envs set `action_kind="continuous"`,
+    `action_dim` (D, per agent) and the box bounds `action_low`, `action_high` (D floats each, the same
+    box for every agent), and leave `n_actions` 0; `EnvSpec.continuous(...)` builds one.
+    """
 
     n_agents: int
     n_actions: int
@@ -32,16 +47,83 @@ class EnvSpec:
     state_dim: int
     episode_limit: int
     reports_battle_won: bool = False
+    action_kind: str = DISCRETE
+    action_dim: int = 0
+    action_low: tuple[float, ...] = ()
+    action_high: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
-        for name in ("n_agents", "n_actions", "obs_dim", "state_dim", "episode_limit"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"EnvSpec.{name} must be a positive int, got {value!r}")
+        for name in ("n_agents", "obs_dim", "state_dim", "episode_limit"):
+            _positive_int(name, getattr(self, name))
+        if self.action_kind == DISCRETE:
+            _positive_int("n_actions", self.n_actions)
+            if self.action_dim or self.action_low or self.action_high:
+                raise ValueError("EnvSpec: a discrete spec takes n_actions only, not action_dim / action_low / "
+                                 "action_high (those describe a continuous box)")
+        elif self.action_kind == CONTINUOUS:
+            _positive_int("action_dim", self.action_dim)
+            if self.n_actions != 0:
+                raise ValueError(f"EnvSpec: a continuous spec has n_actions 0 (its actions are a box of "
+                                 f"action_dim={self.action_dim} floats), got n_actions={self.n_actions}")
+            low, high = tuple(map(float, self.action_low)), tuple(map(float, self.action_high))
+            if len(low) != self.action_dim or len(high) != self.action_dim:
+                raise ValueError(f"EnvSpec: action_low and action_high need action_dim={self.action_dim} "
+                                 f"entries each, got {len(low)} and {len(high)}")
+            if not all(math.isfinite(lo) and math.isfinite(hi) and lo < hi for lo, hi in zip(low, high)):
+                raise ValueError(f"EnvSpec: every bound must be finite with action_low < action_high, "
+                                 f"got low={low}, high={high}")
+            object.__setattr__(self, "action_low", low)
+            object.__setattr__(self, "action_high", high)
+        else:
+            raise ValueError(f"EnvSpec.action_kind must be one of {ACTION_KINDS}, got {self.action_kind!r}")
+
+    @classmethod
+    def continuous(cls, n_agents: int, action_dim: int, action_low, action_high, obs_dim: int,
+                   state_dim: int, episode_limit: int, reports_battle_won: bool = False) -> EnvSpec:
+        """A continuous-action spec; scalar bounds are repeated over the action_dim entries."""
+        def box(bound) -> tuple[float, ...]:
+            return tuple(float(bound) for _ in range(action_dim)) if isinstance(bound, (int, float)) else tuple(bound)
+
+        return cls(n_agents=n_agents, n_actions=0, obs_dim=obs_dim, state_dim=state_dim,
+                   episode_limit=episode_limit, reports_battle_won=reports_battle_won, action_kind=CONTINUOUS,
+                   action_dim=action_dim, action_low=box(action_low), action_high=box(action_high))
+
+    @property
+    def discrete(self) -> bool:
+        return self.action_kind == DISCRETE
+
+    @property
+    def avail_dim(self) -> int:
+        """Width of `avail`'s last axis: A for discrete actions, 1 (all True) for continuous ones."""
+        return self.n_actions if self.discrete else 1
+
+    @property
+    def action_shape(self) -> tuple[int, ...]:
+        """Per-agent action shape: () for a discrete index, (D,) for a continuous vector."""
+        return () if self.discrete else (self.action_dim,)
+
+    @property
+    def action_input_dim(self) -> int:
+        """Width of an agent's last-action input: the one-hot (A) or the action itself (D)."""
+        return self.n_actions if self.discrete else self.action_dim
 
     @property
     def n_joint_actions(self) -> int:
+        if not self.discrete:
+            raise ValueError("a continuous action space has no finite number of joint actions")
         return self.n_actions**self.n_agents
+
+    def describe_actions(self) -> str:
+        """One phrase for error messages: 'discrete actions (3 per agent)' or 'continuous actions (...)'."""
+        if self.discrete:
+            return f"discrete actions ({self.n_actions} per agent)"
+        bounds = ", ".join(f"[{lo:g}, {hi:g}]" for lo, hi in zip(self.action_low, self.action_high))
+        return f"continuous actions ({self.action_dim} per agent in {bounds})"
+
+
+def _positive_int(name: str, value) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"EnvSpec.{name} must be a positive int, got {value!r}")
 
 
 @dataclass
@@ -73,7 +155,8 @@ class BatchedEnv(ABC):
 
     @abstractmethod
     def step(self, actions: torch.Tensor) -> TimeStep:
-        """Apply `actions` (B, N) long; copies whose episode has ended ignore theirs."""
+        """Apply `actions` ((B, N) long, or (B, N, D) float for continuous envs); copies whose episode has
+        ended ignore theirs."""
 
     def close(self) -> None:  # noqa: B027 - optional hook, most envs hold no resources
         """Release processes or sockets (StarCraft II adapters); a no-op by default."""

@@ -22,10 +22,11 @@ import pytorch_lightning as pl
 import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from hydra.utils import instantiate
+from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from resq.data import RolloutDataModule
+from resq.learners.action_kinds import check_action_kind, supported_action_kinds
 from resq.progress import EnvStepProgressBar
 from resq.report import print_summary
 from resq.results import RUN_COLUMNS, MetricsCSV, write_json
@@ -63,9 +64,22 @@ def build_datamodule(cfg: DictConfig) -> RolloutDataModule:
     return instantiate(cfg.data, env=instantiate(cfg.env))
 
 
-def build_learner(cfg: DictConfig, spec) -> pl.LightningModule:
-    """The algorithm's LightningModule, composed from the agent, main and residual function choices."""
+def algorithms_for(action_kind: str) -> list[str]:
+    """The algorithm options (conf/algorithm/*.yaml) whose learner handles `action_kind` actions."""
+    names = []
+    for path in sorted((Path(__file__).resolve().parents[1] / "conf" / "algorithm").glob("*.yaml")):
+        target = OmegaConf.select(OmegaConf.load(path), "algorithm._target_")
+        if target and action_kind in supported_action_kinds(get_class(target)):
+            names.append(path.stem)
+    return names
+
+
+def build_learner(cfg: DictConfig, spec, choices: dict[str, Any] | None = None) -> pl.LightningModule:
+    """The algorithm's LightningModule, composed from the agent, main and residual function choices.
+    A learner that cannot act in the env's action kind (discrete / continuous) is refused here."""
     factory = instantiate(cfg.algorithm)
+    choices = choices or {}
+    check_action_kind(factory, spec, choices.get("algorithm"), choices.get("env"), algorithms_for(spec.action_kind))
     return factory(
         spec=spec,
         agent=instantiate(cfg.agent),
@@ -92,7 +106,7 @@ def train(cfg: DictConfig, output_dir: str | Path, choices: dict[str, Any]) -> d
 
     columns = run_columns(cfg, choices)
     datamodule = build_datamodule(cfg)
-    learner = build_learner(cfg, datamodule.spec)
+    learner = build_learner(cfg, datamodule.spec, choices)
     metrics = MetricsCSV(output_dir / "metrics.csv", columns)
     callbacks: list[pl.Callback] = [metrics]
     # A live bar only on a terminal; logs (SLURM, CI, sweeps) get one line per evaluation instead.
@@ -117,6 +131,9 @@ def train(cfg: DictConfig, output_dir: str | Path, choices: dict[str, Any]) -> d
     matrix = matrix_game_result(datamodule, learner, columns)
     if matrix is not None:
         write_json(output_dir / "matrix_game.json", matrix)
+    if hasattr(learner, "result_files"):  # an env's own result file, e.g. mtq.json (resq.learners.ActorCritic)
+        for name, payload in learner.result_files(datamodule.train_env, columns).items():
+            write_json(output_dir / name, payload)
     print_summary(columns, metrics.last, matrix)
     return metrics.last
 

@@ -2,8 +2,10 @@
 
 import pytest
 from hydra.errors import ConfigCompositionException, MissingConfigException
+from hydra.utils import get_class
 
 from resq.learners import IncompatibleComponentsError
+from resq.learners.action_kinds import supported_action_kinds
 from resq.run import ConfigError, build_datamodule, build_learner, check_config
 from tests.conftest import compose_config, options
 
@@ -18,7 +20,14 @@ def build(overrides):
 @pytest.mark.parametrize("algorithm", options("algorithm"))
 @pytest.mark.parametrize("env", [e for e in options("env") if e != "matrix"])
 def test_every_algorithm_builds_on_every_env(algorithm, env):
-    cfg, datamodule, learner = build([f"algorithm={algorithm}", f"env={env}"])
+    """...of an action kind (discrete / continuous) it handles; on the others it is refused at build time."""
+    cfg = compose_config([f"algorithm={algorithm}", f"env={env}"])
+    datamodule = build_datamodule(cfg)
+    if datamodule.spec.action_kind not in supported_action_kinds(get_class(cfg.algorithm._target_)):
+        with pytest.raises(IncompatibleComponentsError, match=f"{datamodule.spec.action_kind} actions"):
+            build_learner(cfg, datamodule.spec)
+        return
+    learner = build_learner(cfg, datamodule.spec)
     assert learner.spec == datamodule.spec
 
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, Protocol
 
 import torch
+from torch import nn
 
 from envs import BatchedEnv
 from resq.data.episodes import EpisodeBatch
@@ -12,7 +15,15 @@ from resq.data.exploration import full_exploration
 
 
 class Policy(Protocol):
-    """What the collector needs from a learner: a recurrent state and an action per agent."""
+    """What the collector needs from a learner: a recurrent state and an action per agent.
+
+    Discrete envs: prev_actions_onehot (B, N, A) is the one-hot of the last actions, avail (B, N, A),
+    and `act` returns actions (B, N) long. Continuous envs: prev_actions_onehot holds the last actions
+    themselves (B, N, D), avail is (B, N, 1) all True, and `act` returns actions (B, N, D) float inside
+    the spec's box. `epsilon` is the exploration schedule's value in training rollouts and 0 in
+    evaluation rollouts; a policy that is an nn.Module is in train mode for training rollouts and in eval
+    mode for evaluation ones (actor-critic learners act greedily / deterministically in eval mode).
+    """
 
     def initial_state(self, batch_size: int) -> Any: ...
 
@@ -25,8 +36,22 @@ class Policy(Protocol):
         epsilon: float,
         generator: torch.Generator | None,
     ) -> tuple[torch.Tensor, Any]:
-        """obs (B, N, O), prev_actions_onehot (B, N, A), avail (B, N, A) -> actions (B, N) long, hidden."""
+        """obs (B, N, O), prev_actions_onehot (B, N, W), avail (B, N, A) -> actions, hidden (shapes above)."""
         ...
+
+
+@contextmanager
+def policy_mode(policy: Policy, training: bool) -> Iterator[None]:
+    """Put an nn.Module policy in train or eval mode for a rollout, and restore its mode after. (Lightning
+    switches modes around its loops, but the rollout of a batch may run before the switch.)"""
+    if not isinstance(policy, nn.Module) or policy.training == training:
+        yield
+        return
+    policy.train(training)
+    try:
+        yield
+    finally:
+        policy.train(not training)
 
 
 class EpisodeCollector:
@@ -36,8 +61,12 @@ class EpisodeCollector:
         self.env = env
         self.generator = generator
 
-    @torch.no_grad()
-    def collect(self, policy: Policy, epsilon: float) -> EpisodeBatch:
+    def collect(self, policy: Policy, epsilon: float, training: bool = True) -> EpisodeBatch:
+        """One batch of episodes, with the policy in train (`training`) or eval mode, restored after."""
+        with torch.no_grad(), policy_mode(policy, training):
+            return self._collect(policy, epsilon)
+
+    def _collect(self, policy: Policy, epsilon: float) -> EpisodeBatch:
         env, spec = self.env, self.env.spec
         episodes = EpisodeBatch.empty(spec, env.n_envs)
         step = env.reset()
@@ -45,15 +74,16 @@ class EpisodeCollector:
         hidden = policy.initial_state(env.n_envs)
         active = torch.ones(env.n_envs, dtype=torch.bool)
         last_t = spec.episode_limit - 1
+        skip_policy = epsilon >= 1.0 and spec.discrete
         for t in range(spec.episode_limit):
-            if epsilon >= 1.0:
+            if skip_policy:
                 # Every action is a uniform draw: the policy's forward pass (and its recurrent state, which
                 # only serves greedy actions of this rollout) would be thrown away (the matrix-game protocol
                 # explores fully throughout).
                 actions = full_exploration(step.avail, self.generator)
             else:
                 actions, hidden = policy.act(
-                    step.obs, episodes.prev_actions_onehot_at(t), step.avail, hidden, epsilon, self.generator
+                    step.obs, episodes.prev_actions_at(t), step.avail, hidden, epsilon, self.generator
                 )
             step = env.step(actions)
             episodes.write_transition(t, actions, step, active)

@@ -170,7 +170,7 @@ class RolloutDataModule(pl.LightningDataModule):
         collector = EpisodeCollector(self.test_env, self.generator)
         remaining = self.test_episodes
         while remaining > 0:
-            episodes = collector.collect(policy, epsilon=0.0)
+            episodes = collector.collect(policy, epsilon=0.0, training=False)
             if episodes.batch_size > remaining:
                 episodes = episodes.select(slice(0, remaining))
             remaining -= episodes.batch_size

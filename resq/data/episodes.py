@@ -6,10 +6,13 @@ This module alone knows the storage layout. An episode batch of B episodes with 
     actions (B, T, N)    reward (B, T, 1)    terminated (B, T, 1)    rows 0..T-1: what was done
     filled (B, T, 1)     1 where step t was really taken, 0 in the padding after an episode ended
 
+For continuous-action envs (`spec.action_kind == "continuous"`) actions are float (B, T, N, D) and
+avail is (B, T+1, N, 1), all True (every action in the box); everything else is the same.
+
 Observation row t is what the agents saw before acting at step t; row t+1 is what followed. Learners
 never slice time themselves: `current(x)` gives the rows that predictions use (0..T-1) and
-`following(x)` the rows that targets use (1..T), and `prev_actions_onehot` gives the last-action
-input the agent network sees at every observation row.
+`following(x)` the rows that targets use (1..T), and `prev_actions` (`prev_actions_onehot` for
+discrete actions) gives the last-action input the agent network sees at every observation row.
 """
 
 from __future__ import annotations
@@ -39,12 +42,16 @@ class EpisodeBatch:
     @classmethod
     def empty(cls, spec: EnvSpec, batch_size: int, max_steps: int | None = None) -> EpisodeBatch:
         b, t = batch_size, max_steps or spec.episode_limit
-        n, a = spec.n_agents, spec.n_actions
+        n = spec.n_agents
+        if spec.discrete:
+            actions = torch.zeros(b, t, n, dtype=torch.long)
+        else:
+            actions = torch.zeros(b, t, n, spec.action_dim)
         return cls(
             obs=torch.zeros(b, t + 1, n, spec.obs_dim),
             state=torch.zeros(b, t + 1, spec.state_dim),
-            avail=torch.zeros(b, t + 1, n, a, dtype=torch.bool),
-            actions=torch.zeros(b, t, n, dtype=torch.long),
+            avail=torch.zeros(b, t + 1, n, spec.avail_dim, dtype=torch.bool),
+            actions=actions,
             reward=torch.zeros(b, t, 1),
             terminated=torch.zeros(b, t, 1),
             filled=torch.zeros(b, t, 1),
@@ -91,16 +98,44 @@ class EpisodeBatch:
         return self.filled
 
     @property
+    def continuous(self) -> bool:
+        """True when the actions are float vectors (B, T, N, D) of a continuous-action env."""
+        return self.actions.is_floating_point()
+
+    @property
     def prev_actions_onehot(self) -> torch.Tensor:
         """(B, T+1, N, A): one-hot of the action taken before each observation row; zeros at row 0."""
+        self._require_discrete("prev_actions_onehot")
         onehot = F.one_hot(self.actions, self.avail.shape[-1]).float()  # (B, T, N, A)
         return F.pad(onehot, (0, 0, 0, 0, 1, 0))  # (B, T+1, N, A)
 
     def prev_actions_onehot_at(self, t: int) -> torch.Tensor:
         """(B, N, A): the last-action input at observation row t, for acting step by step."""
+        self._require_discrete("prev_actions_onehot_at")
         if t == 0:
             return torch.zeros_like(self.avail[:, 0], dtype=torch.float32)
         return F.one_hot(self.actions[:, t - 1], self.avail.shape[-1]).float()
+
+    @property
+    def prev_actions(self) -> torch.Tensor:
+        """(B, T+1, N, W): the last-action input at every observation row, zeros at row 0: the one-hot
+        (W = A) for discrete actions, the action itself (W = D) for continuous ones."""
+        if not self.continuous:
+            return self.prev_actions_onehot
+        return F.pad(self.actions, (0, 0, 0, 0, 1, 0))  # (B, T+1, N, D)
+
+    def prev_actions_at(self, t: int) -> torch.Tensor:
+        """(B, N, W): `prev_actions` at observation row t, for acting step by step."""
+        if not self.continuous:
+            return self.prev_actions_onehot_at(t)
+        if t == 0:
+            return torch.zeros_like(self.actions[:, 0])
+        return self.actions[:, t - 1].clone()
+
+    def _require_discrete(self, name: str) -> None:
+        if self.continuous:
+            raise TypeError(f"EpisodeBatch.{name}: continuous actions have no one-hot; use prev_actions "
+                            f"(the action vectors themselves)")
 
     # ---- writing, for the collector ------------------------------------------------------------
     def write_observation(self, t: int, step: TimeStep, rows: torch.Tensor | None = None) -> None:

@@ -1,4 +1,5 @@
-"""Epsilon-greedy exploration on a linear schedule over environment steps."""
+"""Exploration: epsilon-greedy on a linear schedule over environment steps, and its continuous-action
+counterpart (Gaussian noise and uniform draws from the action box)."""
 
 from __future__ import annotations
 
@@ -43,13 +44,7 @@ def epsilon_greedy(
     q: torch.Tensor, avail: torch.Tensor, epsilon: float, generator: torch.Generator | None = None
 ) -> torch.Tensor:
     """Actions (B, N): greedy on q (B, N, A) except with probability epsilon a uniform available action."""
-    greedy = masked_argmax(q, avail)
-    if epsilon <= 0.0:
-        return greedy
-    b, n, a = avail.shape
-    random = torch.multinomial(avail.reshape(b * n, a).float(), 1, generator=generator).view(b, n)
-    explore = torch.rand(b, n, generator=generator) < epsilon
-    return torch.where(explore, random, greedy)
+    return epsilon_uniform(masked_argmax(q, avail), avail, epsilon, generator)
 
 
 def full_exploration(avail: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -62,3 +57,37 @@ def full_exploration(avail: torch.Tensor, generator: torch.Generator | None = No
     random = torch.multinomial(avail.reshape(b * n, a).float(), 1, generator=generator).view(b, n)
     torch.rand(b, n, generator=generator)  # epsilon_greedy's explore draw, always true at epsilon = 1
     return random
+
+
+def epsilon_uniform(
+    actions: torch.Tensor, avail: torch.Tensor, epsilon: float, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """Discrete `actions` (B, N) (e.g. sampled from a policy), each replaced with probability epsilon by a
+    uniform available action (avail (B, N, A)). At epsilon <= 0 the actions come back unchanged."""
+    if epsilon <= 0.0:
+        return actions
+    b, n, a = avail.shape
+    random = torch.multinomial(avail.reshape(b * n, a).float(), 1, generator=generator).view(b, n)
+    explore = torch.rand(b, n, generator=generator) < epsilon
+    return torch.where(explore, random, actions)
+
+
+def box_exploration(
+    actions: torch.Tensor,
+    low: torch.Tensor,
+    high: torch.Tensor,
+    epsilon: float = 0.0,
+    noise_std: float = 0.0,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Continuous `actions` (B, N, D) with Gaussian noise of std `noise_std` * (high - low) / 2 added, each
+    agent's action replaced with probability epsilon by a uniform draw from the box, then clipped to
+    [low, high] (D,)."""
+    half_range = (high - low) / 2.0  # (D,)
+    if noise_std > 0.0:
+        actions = actions + noise_std * half_range * torch.randn(actions.shape, generator=generator)
+    if epsilon > 0.0:
+        uniform = low + (high - low) * torch.rand(actions.shape, generator=generator)  # (B, N, D)
+        explore = torch.rand(actions.shape[:-1], generator=generator) < epsilon  # (B, N)
+        actions = torch.where(explore[..., None], uniform, actions)
+    return torch.maximum(torch.minimum(actions, high), low)

@@ -1,5 +1,6 @@
 """LightningModules: one per genuinely different training step."""
 
+from resq.learners.actor_critic import ActorCritic
 from resq.learners.distributional import DistributionalValueFactorization
 from resq.learners.errors import IncompatibleComponentsError, NonFiniteLossError
 from resq.learners.qtran import QTRAN
@@ -7,6 +8,7 @@ from resq.learners.value_factorization import ValueFactorization
 
 __all__ = [
     "QTRAN",
+    "ActorCritic",
     "DistributionalValueFactorization",
     "IncompatibleComponentsError",
     "NonFiniteLossError",
