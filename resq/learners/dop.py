@@ -33,7 +33,13 @@ from resq.learners.fop import recurrent_encoder, refuse_mixers
 from resq.learners.value_factorization import masked_mean
 from resq.nn.actors import CategoricalActor, DeterministicActor
 from resq.nn.coma import AgentCritic
-from resq.nn.dop import AgentActionCritic, DOPMixer, dop_actor_loss, dop_deterministic_actor_loss, tree_backup_targets
+from resq.nn.dop import (
+    AgentActionCritic,
+    DOPMixer,
+    dop_actor_loss,
+    dop_deterministic_actor_loss,
+    tree_backup_targets,
+)
 from resq.nn.fop import categorical_log_probs
 from resq.nn.joint import gather_actions
 from resq.nn.returns import td_lambda_returns
