@@ -2,8 +2,8 @@
 
 Parts (`resq.nn.fop` has the math):
     actor     pi_i: `CategoricalActor` (discrete) or `TanhGaussianActor` (continuous), shared weights
-    critic    q       individual soft Q_i: the `agent` network's utilities (discrete, (B, T+1, N, A)) or
-                      `RecurrentActionValue` Q_i(tau_i, u_i) (continuous)
+    critic    q       individual soft Q_i: `resq.nn.critics.AgentQ` on the `agent` network, its utilities
+                      (discrete, (B, T+1, N, A)) or a head on [GRU features, u_i] (continuous)
               v       individual soft V_i(tau_i) (continuous only; discrete V_i is the exact
                       expectation E_{pi_i}[Q_i - alpha_i log pi_i], the minimiser of eq. 10)
               mixer   `FOPMixer`: the weight network lambda(s, u) > 0 and the joint soft V_jt(s), eq. 7
@@ -35,9 +35,9 @@ from resq.learners.actor_critic import ActorCritic
 from resq.learners.errors import IncompatibleComponentsError
 from resq.learners.value_factorization import masked_mean
 from resq.nn.actors import CategoricalActor
+from resq.nn.critics import AgentQ
 from resq.nn.fop import (
     FOPMixer,
-    RecurrentActionValue,
     TanhGaussianActor,
     TeamTemperature,
     categorical_log_probs,
@@ -83,7 +83,7 @@ class FOP(ActorCritic):
         q_gradient: how Q_jt's gradient reaches Q_i, "unit" or "lambda" (`FOPMixer`).
         mixer_hidden_dim: width of lambda's and V_jt's hidden layers.
         min_weight: the floor on lambda_i.
-        value_hidden_dim: width of the continuous Q_i head's hidden layer.
+        value_hidden_dim: width of the continuous Q_i head's hidden layer (AgentQ's q_hidden_dim).
         td_lambda: 0 is eq. 9's one-step target; > 0 mixes longer returns.
         weight_samples: joint actions drawn per state to average lambda for "weights" temperatures.
         main_function, residual_function: must be None (FOP has its own mixer); the run passes them.
@@ -126,7 +126,7 @@ class FOP(ActorCritic):
         if spec.discrete:
             actor = CategoricalActor(n, spec.n_actions, spec.obs_dim, encoder=recurrent_encoder(agent, spec))
             critic = nn.ModuleDict({
-                "q": agent(n_agents=n, n_actions=spec.n_actions, obs_dim=spec.obs_dim),
+                "q": AgentQ(agent(n_agents=n, n_actions=spec.n_actions, obs_dim=spec.obs_dim)),
                 "mixer": FOPMixer(n, spec.state_dim, spec.n_actions, mixer_hidden_dim, min_weight, q_gradient),
             })
         else:
@@ -136,8 +136,7 @@ class FOP(ActorCritic):
             v = agent(n_agents=n, n_actions=d, obs_dim=spec.obs_dim)
             v.fc_out = nn.Linear(v.hidden_dim, 1)  # V_i(tau_i): one value per agent
             critic = nn.ModuleDict({
-                "q": RecurrentActionValue(agent(n_agents=n, n_actions=d, obs_dim=spec.obs_dim), d,
-                                          spec.action_low, spec.action_high, value_hidden_dim),
+                "q": AgentQ(agent(n_agents=n, n_actions=d, obs_dim=spec.obs_dim), d, value_hidden_dim),
                 "v": v,
                 "mixer": FOPMixer(n, spec.state_dim, d, mixer_hidden_dim, min_weight, q_gradient),
             })
@@ -203,6 +202,18 @@ class FOP(ActorCritic):
         lam = mixer.weights(state[None].expand(k, *state.shape), self.action_features(actions))  # (K, *, N)
         return individual_temperatures(alpha, lam.mean(0))
 
+    def q_features(self, nets: nn.ModuleDict, batch: EpisodeBatch) -> torch.Tensor:
+        """The Q_i network's GRU features (B, T+1, N, H) of `nets` (live or target)."""
+        return nets["critic"]["q"].features(batch.obs, batch.prev_actions)
+
+    def utilities(self, nets: nn.ModuleDict, batch: EpisodeBatch) -> torch.Tensor:
+        """Discrete Q_i(tau_i, .) (B, T+1, N, A) of `nets` at every observation row."""
+        return nets["critic"]["q"].utilities(self.q_features(nets, batch))
+
+    def q_at(self, nets: nn.ModuleDict, features: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """Continuous Q_i(tau_i, u_i) (*, N) from features (*, N, H) and actions (*, N, D)."""
+        return nets["critic"]["q"].values(features, self.action_features(actions))
+
     def soft_values(self, nets: nn.ModuleDict, batch: EpisodeBatch, q: torch.Tensor | None,
                     log_pi: torch.Tensor | None, alpha_i: torch.Tensor) -> torch.Tensor:
         """V_i (B, T+1, N) of `nets` at every observation row: discrete from q and log pi, else the V network."""
@@ -221,15 +232,14 @@ class FOP(ActorCritic):
             if self.spec.discrete:  # continuous V_i come from their own network
                 alpha_i = self.individual_alphas(self.critic["mixer"], params, batch.avail, state)  # (B, T+1, N)
                 log_pi = categorical_log_probs(params, batch.avail)
-        q_net = self.critic["q"]
         if self.spec.discrete:
-            q = q_net(batch.obs, batch.prev_actions)[0]  # (B, T+1, N, A)
+            q = self.utilities(self.nets, batch)  # (B, T+1, N, A)
             q_taken = gather_actions(batch.current(q), actions)  # (B, T, N)
             v_i = self.soft_values(self.nets, batch, batch.current(q).detach(), batch.current(log_pi),
                                    batch.current(alpha_i))  # (B, T, N)
         else:
-            features = q_net.features(batch.obs, batch.prev_actions)  # (B, T+1, N, H)
-            q_taken = q_net.value(batch.current(features), actions)  # (B, T, N)
+            features = self.q_features(self.nets, batch)  # (B, T+1, N, H)
+            q_taken = self.q_at(self.nets, batch.current(features), actions)  # (B, T, N)
             v_i = batch.current(self.soft_values(self.nets, batch, None, None, alpha_i))
         q_jt, lam = self.critic["mixer"](q_taken, v_i, batch.current(state), self.action_features(actions))
 
@@ -238,12 +248,12 @@ class FOP(ActorCritic):
             next_params = batch.following(params)
             next_actions, next_log_pi = self.sample_actions(next_params, batch.following(batch.avail))  # u' ~ pi
             if self.spec.discrete:
-                q_next = batch.following(target["q"](batch.obs, batch.prev_actions)[0])  # (B, T, N, A)
+                q_next = batch.following(self.utilities(self.target_nets, batch))  # (B, T, N, A)
                 v_next = soft_value(q_next, batch.following(log_pi), batch.following(alpha_i))
                 q_next_taken = gather_actions(q_next, next_actions)
             else:
-                q_next_taken = target["q"].value(
-                    batch.following(target["q"].features(batch.obs, batch.prev_actions)), next_actions)
+                q_next_taken = self.q_at(self.target_nets, batch.following(self.q_features(self.target_nets, batch)),
+                                         next_actions)
                 v_next = batch.following(self.soft_values(self.target_nets, batch, None, None, alpha_i))
             q_jt_next, _ = target["mixer"](q_next_taken, v_next, batch.following(state),
                                            self.action_features(next_actions))
@@ -263,8 +273,7 @@ class FOP(ActorCritic):
             params = self.policy_params(self.nets, batch)
             alpha_i = batch.current(self.individual_alphas(self.critic["mixer"], params, batch.avail, batch.state))
             u, log_pi = self.sample_actions(batch.current(params), batch.current(batch.avail))  # (B, T, N, D), (B, T, N)
-            q_net = self.critic["q"]
-            q = q_net.value(batch.current(q_net.features(batch.obs, batch.prev_actions)), u)  # (B, T, N)
+            q = self.q_at(self.nets, batch.current(self.q_features(self.nets, batch)), u)  # (B, T, N)
             target = q - alpha_i * log_pi
         v = batch.current(self.critic["v"](batch.obs, batch.prev_actions)[0][..., 0])  # (B, T, N)
         return {"loss_value": masked_mean((v - target) ** 2, mask)}
@@ -277,18 +286,17 @@ class FOP(ActorCritic):
         with torch.no_grad():
             alpha_i = self.individual_alphas(self.critic["mixer"], params.detach(), batch.current(batch.avail),
                                              batch.current(batch.state))  # (B, T, N)
-        q_net = self.critic["q"]
         if self.spec.discrete:
             with torch.no_grad():
-                q = batch.current(q_net(batch.obs, batch.prev_actions)[0])  # (B, T, N, A)
+                q = batch.current(self.utilities(self.nets, batch))  # (B, T, N, A)
             log_pi = categorical_log_probs(params, batch.current(batch.avail))
             objective = discrete_policy_objective(q, log_pi, alpha_i)  # (B, T, N)
             log_pi_jt = (log_pi.exp() * log_pi).sum(-1).sum(-1, keepdim=True)  # E[log pi_jt] (B, T, 1)
         else:
             u, log_pi = self.sample_actions(params, batch.current(batch.avail))  # reparameterised
             with torch.no_grad():
-                features = batch.current(q_net.features(batch.obs, batch.prev_actions))
-            objective = alpha_i * log_pi - q_net.value(features, u)  # (B, T, N)
+                features = batch.current(self.q_features(self.nets, batch))
+            objective = alpha_i * log_pi - self.q_at(self.nets, features, u)  # (B, T, N)
             log_pi_jt = log_pi.sum(-1, keepdim=True)
         self._log_pi_jt = log_pi_jt.detach()
         return {
@@ -310,14 +318,13 @@ class FOP(ActorCritic):
         params = self.policy_params(self.nets, batch)[b, t]  # (M, N, P)
         avail = batch.avail[b, t]
         alpha_i = self.individual_alphas(self.critic["mixer"], params, avail, state)  # (M, N)
-        q_net = self.critic["q"]
         if self.spec.discrete:
-            q = q_net(batch.obs, batch.prev_actions)[0][b, t]  # (M, N, A)
+            q = self.utilities(self.nets, batch)[b, t]  # (M, N, A)
             v_i = soft_value(q, categorical_log_probs(params, avail), alpha_i)  # (M, N)
             q_taken = gather_actions(q[:, None].expand(m, j, *q.shape[1:]), joint_actions)  # (M, J, N)
         else:
-            features = q_net.features(batch.obs, batch.prev_actions)[b, t]  # (M, N, H)
-            q_taken = q_net.value(features[:, None].expand(m, j, *features.shape[1:]), joint_actions)  # (M, J, N)
+            features = self.q_features(self.nets, batch)[b, t]  # (M, N, H)
+            q_taken = self.q_at(self.nets, features[:, None].expand(m, j, *features.shape[1:]), joint_actions)
             v_i = self.critic["v"](batch.obs, batch.prev_actions)[0][b, t][..., 0]  # (M, N)
         q_jt, _ = self.critic["mixer"](q_taken, v_i[:, None].expand(m, j, -1), state[:, None].expand(m, j, -1),
                                        self.action_features(joint_actions))
@@ -329,4 +336,4 @@ class FOP(ActorCritic):
         if not self.spec.discrete:
             return None
         b, t = rows.unbind(-1)
-        return self.critic["q"](batch.obs, batch.prev_actions)[0][b, t]
+        return self.utilities(self.nets, batch)[b, t]

@@ -31,7 +31,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from resq.nn.actors import CategoricalActor, RecurrentActor
-from resq.nn.agents import RNNAgent
 from resq.nn.returns import td_lambda_returns
 
 #: log-probability given to unavailable actions: finite, so pi * log pi is exactly 0 there (no nan).
@@ -165,35 +164,6 @@ class TanhGaussianActor(RecurrentActor):
     def sample(self, params: torch.Tensor, avail: torch.Tensor | None = None,
                generator: torch.Generator | None = None) -> torch.Tensor:
         return tanh_gaussian_rsample(params, self.low, self.high, generator)[0]
-
-
-class RecurrentActionValue(nn.Module):
-    """Q_i(tau_i, u_i) for continuous actions: GRU features of the agent's history (an `RNNAgent`'s
-    `features`) and its action, scaled into [-1, 1], through an MLP to one value. Weights shared by the
-    agents (the encoder appends the agent id).
-
-    Contract: features(obs (B, T, N, O), prev_actions (B, T, N, D)) -> (B, T, N, H);
-              value(features (*, N, H), actions (*, N, D)) -> (*, N).
-    """
-
-    def __init__(self, encoder: RNNAgent, action_dim: int, action_low: Sequence[float],
-                 action_high: Sequence[float], hidden_dim: int = 64) -> None:
-        super().__init__()
-        encoder.fc_out = nn.Identity()  # only its features serve here
-        self.encoder = encoder
-        low = torch.as_tensor(action_low, dtype=torch.float32)
-        high = torch.as_tensor(action_high, dtype=torch.float32)
-        self.register_buffer("mid", (high + low) / 2)
-        self.register_buffer("half_range", (high - low) / 2)
-        self.head = nn.Sequential(nn.Linear(encoder.hidden_dim + action_dim, hidden_dim), nn.ReLU(),
-                                  nn.Linear(hidden_dim, 1))
-
-    def features(self, obs: torch.Tensor, prev_actions: torch.Tensor) -> torch.Tensor:
-        return self.encoder.features(obs, prev_actions)[0]
-
-    def value(self, features: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-        scaled = (actions - self.mid) / self.half_range
-        return self.head(torch.cat([features, scaled], dim=-1))[..., 0]
 
 
 # ---- the factorization ---------------------------------------------------------------------------
