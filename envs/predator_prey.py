@@ -183,7 +183,7 @@ class PredatorPrey(BatchedEnv):
         """Apply `actions` (B, N) with the draws `noise` (default: fresh ones from the generator)."""
         self._check_actions(actions)
         noise = self.sample_noise() if noise is None else noise
-        board, b = self.board, self.n_envs
+        board = self.board
         actions = actions.long()
         live = ~self.done  # (B,) copies whose episode runs; the others ignore their actions
         occ = board.occupancy((self.predator_cells, self.active), (self.prey_cells, self.alive))  # (B, cells+1)

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 import torch
 
-from envs.grid import MOVES, Board, permutations, pick_uniform
 from envs.base import BatchedEnv, EnvSpec, TimeStep
+from envs.grid import MOVES, Board, permutations, pick_uniform
 
 
 def _check_number(name: str, value, low: float | None = None, strict: bool = False) -> float:
@@ -203,6 +203,22 @@ class ModifiedPredatorPrey(BatchedEnv):
         self.t = torch.zeros(self.n_envs, dtype=torch.long)
         self.done = torch.zeros(self.n_envs, dtype=torch.bool)
         return self._timestep(torch.zeros(self.n_envs), self.done.clone())
+
+    def place(self, predators: torch.Tensor, prey: torch.Tensor) -> TimeStep:
+        """Start every copy's episode from given (row, col) positions, (N, 2) / (P, 2) or batched (B, N, 2)."""
+        b, size = self.n_envs, self.shape[0]
+        predators = torch.as_tensor(predators, dtype=torch.long).expand(b, self.n_predators, 2)
+        prey = torch.as_tensor(prey, dtype=torch.long).expand(b, self.n_prey, 2)
+        everything = torch.cat([predators, prey], 1)
+        if ((everything < 0) | (everything >= size)).any():
+            raise ValueError(f"positions must lie on the {size}x{size} grid")
+        cells = self.board.cell(everything)  # (B, N+P)
+        if (self.board.occupancy((cells, torch.ones_like(cells, dtype=torch.bool))) > 1).any():
+            raise ValueError("two entities share a cell")
+        self.predator_cells, self.prey_cells = cells[:, : self.n_predators].clone(), cells[:, self.n_predators :].clone()
+        self.t = torch.zeros(b, dtype=torch.long)
+        self.done = torch.zeros(b, dtype=torch.bool)
+        return self._timestep(torch.zeros(b), self.done.clone())
 
     def sample_noise(self) -> MPPNoise:
         """The draws of the next step, from the env's generator."""

@@ -128,7 +128,7 @@ def test_three_catchers_capture_once_and_all_three_freeze():
 def test_a_catcher_frozen_by_one_prey_no_longer_counts_for_the_next():
     # predator 0 is next to both prey; predator 1 only to prey 0; predator 2 only to prey 1.
     env = small(3, 2)
-    start = dict(predators=[[2, 2], [1, 1], [3, 3]], prey=[[1, 2], [2, 3]])
+    start = {"predators": [[2, 2], [1, 1], [3, 3]], "prey": [[1, 2], [2, 3]]}
     env.place(**start)
     step = env.step(act(CATCH, CATCH, CATCH), noise(env, prey_order=[0, 1]))
     assert step.reward.tolist() == [10.0 - 2.0]  # prey 0 caught by 0 and 1; then 2 alone at prey 1
@@ -142,7 +142,7 @@ def test_a_catcher_frozen_by_one_prey_no_longer_counts_for_the_next():
 # ---- movement ------------------------------------------------------------------------------------
 def test_predators_move_one_at_a_time_in_the_drawn_order():
     env = small(2, 1)
-    start = dict(predators=[[2, 1], [2, 3]], prey=[[5, 5]])
+    start = {"predators": [[2, 1], [2, 3]], "prey": [[5, 5]]}
     env.place(**start)
     env.step(act(RIGHT, LEFT), noise(env, predator_order=[0, 1]))  # both aim at (2, 2)
     assert env.predators[0].tolist() == [[2, 2], [2, 3]]
@@ -150,7 +150,7 @@ def test_predators_move_one_at_a_time_in_the_drawn_order():
     env.step(act(RIGHT, LEFT), noise(env, predator_order=[1, 0]))
     assert env.predators[0].tolist() == [[2, 1], [2, 2]]
     # a predator can follow into a cell vacated earlier in the same step, not one vacated later
-    start = dict(predators=[[2, 1], [2, 2]], prey=[[5, 5]])
+    start = {"predators": [[2, 1], [2, 2]], "prey": [[5, 5]]}
     env.place(**start)
     env.step(act(RIGHT, RIGHT), noise(env, predator_order=[1, 0]))
     assert env.predators[0].tolist() == [[2, 2], [2, 3]]
@@ -169,7 +169,7 @@ def test_predators_are_blocked_by_prey():
 
 def test_prey_step_to_a_random_free_neighbour_in_the_order_right_down_left_up():
     env = small(1, 1)
-    start = dict(predators=[[2, 3]], prey=[[2, 2]])  # right is taken: free are down, left, up
+    start = {"predators": [[2, 3]], "prey": [[2, 2]]}  # right is taken: free are down, left, up
     for u, expected in ((0.0, [3, 2]), (0.34, [2, 1]), (0.99, [1, 2])):
         env.place(**start)
         env.step(act(STAY), noise(env, prey_move=[u]))
@@ -402,3 +402,90 @@ def test_the_reference_comparison_sees_every_kind_of_event():
         for key, value in check_against_reference(env, seed, episodes=2, catch_bias=0.8).items():
             totals[key] += value
     assert all(totals.values()), totals
+
+
+# ---- through the collector and the whole stack ---------------------------------------------------
+class _NoPolicy:
+    """The collector explores fully at epsilon = 1 and only asks for an initial recurrent state."""
+
+    def initial_state(self, batch_size):
+        return None
+
+
+def test_the_time_limit_is_stored_as_non_terminal_and_a_capture_as_terminal():
+    from resq.data.collector import EpisodeCollector
+
+    generator = torch.Generator().manual_seed(0)
+    never = PredatorPrey(n_envs=4, grid_size=5, n_predators=1, n_prey=1, episode_limit=7)  # 1 catcher < 2
+    episodes = EpisodeCollector(never, generator).collect(_NoPolicy(), epsilon=1.0)
+    assert episodes.lengths.tolist() == [7] * 4 and episodes.terminated.sum() == 0  # truncated: bootstrapped
+    alone = PredatorPrey(n_envs=16, grid_size=3, n_predators=1, n_prey=1, episode_limit=50, catchers_needed=1)
+    episodes = EpisodeCollector(alone, generator).collect(_NoPolicy(), epsilon=1.0)
+    lengths = episodes.lengths
+    assert (lengths < 50).any()
+    last = episodes.terminated[torch.arange(16), lengths - 1, 0]
+    assert torch.equal(last, (lengths < 50).float()) and episodes.terminated.sum() == (lengths < 50).sum()
+    captured = lengths < 50
+    assert (episodes.reward[torch.arange(16), lengths - 1, 0][captured] == 10.0).all()  # the capture's +10
+
+
+def run_cli(args, cwd):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    return subprocess.run([sys.executable, "-m", "resq.run", *args], cwd=cwd, env=env, capture_output=True, check=False,
+                          text=True, timeout=600)
+
+
+def read_rows(path):
+    import csv
+
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+def test_resq_trains_on_a_small_predator_prey_through_the_cli(tmp_path):
+    """Episodes of many steps ending by capture or time limit go through collector, buffer, TD(lambda)
+    targets and every ResQ loss; the run writes its metrics and no matrix table."""
+    out = run_cli(["env=predator_prey", "algorithm=resq", "env.grid_size=5", "env.n_predators=3", "env.n_prey=2",
+                   "env.episode_limit=20", "t_max=400", "test_interval=200", "test_episodes=2", "data.batch_size=4",
+                   "data.buffer_size=16", "exploration.epsilon_anneal_steps=200", "trainer.enable_progress_bar=false",
+                   "trainer.log_every_n_steps=1", f"hydra.run.dir={tmp_path}/run"], tmp_path)
+    assert out.returncode == 0, out.stderr
+    run = tmp_path / "run"
+    rows = read_rows(run / "metrics.csv")
+    assert [int(r["t_env"]) for r in rows][:2] == [0, 200] and int(rows[-1]["t_env"]) >= 400
+    assert all(1 < float(r["test/ep_length_mean"]) <= 20 for r in rows)
+    assert rows[-1]["env"] == "predator_prey" and not (run / "matrix_game.json").exists()
+    logged = [r for path in run.glob("lightning_logs/*/metrics.csv") for r in read_rows(path)]
+    losses = [float(r["train/loss_td"]) for r in logged if r.get("train/loss_td")]
+    jt = [float(r["train/loss_jt"]) for r in logged if r.get("train/loss_jt")]
+    assert len(losses) >= 10 and len(jt) == len(losses)
+    assert all(torch.isfinite(torch.tensor(losses + jt)))
+
+
+TINY = ["seed=0", "t_max=40", "test_interval=40", "test_episodes=1", "data.batch_size=2", "data.buffer_size=4",
+        "hydra.launcher.n_jobs=1"]
+
+
+@pytest.mark.parametrize(("experiment", "narrow"), [
+    ("resq_fig4", ["env.punishment=-2", "env.episode_limit=10"]),
+    ("qtran_fig3", ["env=mgs", "exploration.epsilon_finish=1.0"]),
+    ("qtran_fig4", ["env=qtran_pp_n4", "env.penalty=1.5", "env.episode_limit=10"]),
+])
+def test_each_new_experiment_runs_a_tiny_version_of_itself(tmp_path, experiment, narrow):
+    """Every algorithm of the experiment's pinned sweep trains on it (one seed, one value of the
+    other axes, 40 env steps)."""
+    from tests.conftest import compose_config
+
+    out = run_cli(["-m", f"experiment={experiment}", *TINY, *narrow, f"hydra.sweep.dir={tmp_path}/sweep"], tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert not list((tmp_path / "sweep").glob("*/error.txt")), [p.read_text()[:500] for p in (tmp_path / "sweep").glob("*/error.txt")]
+    rows = [read_rows(p)[-1] for p in (tmp_path / "sweep").glob("*/metrics.csv")]
+    pinned = compose_config([f"experiment={experiment}"], return_hydra_config=True).hydra.sweeper.params
+    assert {r["algorithm"] for r in rows} == set(pinned.algorithm.split(","))
+    assert all(int(r["t_env"]) >= 40 for r in rows)
