@@ -489,3 +489,19 @@ def test_each_new_experiment_runs_a_tiny_version_of_itself(tmp_path, experiment,
     pinned = compose_config([f"experiment={experiment}"], return_hydra_config=True).hydra.sweeper.params
     assert {r["algorithm"] for r in rows} == set(pinned.algorithm.split(","))
     assert all(int(r["t_env"]) >= 40 for r in rows)
+
+
+@pytest.mark.parametrize(("algorithm", "anneal"), [
+    ("resq", 1_000_000), ("qplex", 1_000_000), ("cw_qmix", 1_000_000), ("ow_qmix", 1_000_000),
+    ("qmix", 50_000), ("vdn", 50_000), ("qtran_base", 50_000),
+])
+def test_predator_prey_protocol_anneals_epsilon_per_algorithm_as_the_paper_says(algorithm, anneal):
+    from tests.conftest import compose_config
+
+    for overrides in ([f"algorithm={algorithm}", "env=predator_prey"], ["experiment=resq_fig4", f"algorithm={algorithm}"]):
+        cfg = compose_config(overrides)
+        assert cfg.exploration.epsilon_anneal_steps == anneal, overrides
+        assert (cfg.t_max, cfg.test_interval, cfg.test_episodes, cfg.data.n_envs) == (1_000_000, 10_000, 16, 1)
+    cfg = compose_config([f"algorithm={algorithm}", "env=predator_prey", "exploration.epsilon_anneal_steps=7"])
+    assert cfg.exploration.epsilon_anneal_steps == 7  # the command line still wins
+    assert compose_config([f"algorithm={algorithm}"]).exploration.epsilon_finish == 1.0  # other envs untouched
