@@ -505,3 +505,38 @@ def test_predator_prey_protocol_anneals_epsilon_per_algorithm_as_the_paper_says(
     cfg = compose_config([f"algorithm={algorithm}", "env=predator_prey", "exploration.epsilon_anneal_steps=7"])
     assert cfg.exploration.epsilon_anneal_steps == 7  # the command line still wins
     assert compose_config([f"algorithm={algorithm}"]).exploration.epsilon_finish == 1.0  # other envs untouched
+
+
+EXPECTED_VALUE_ALGORITHMS = ["resq", "qmix", "qmix_pymarl2", "vdn", "qatten", "qplex", "qtran_base", "qtran_alt",
+                             "cw_qmix", "ow_qmix", "iql"]
+
+
+@pytest.mark.parametrize("algorithm", EXPECTED_VALUE_ALGORITHMS)
+def test_every_head_values_each_step_of_a_long_episode_on_its_own(algorithm):
+    """Multi-step episodes (the matrix games have one step): every head of every expected-value method
+    gives the same values on the whole (B, T) batch as on one step at a time, so no mixer or joint
+    network mixes time steps or episodes; and every loss is finite."""
+    from resq.data.collector import EpisodeCollector
+    from resq.run import build_datamodule, build_learner
+    from tests.conftest import compose_config
+
+    cfg = compose_config([f"algorithm={algorithm}", "env=predator_prey", "env.grid_size=5", "env.n_predators=3",
+                          "env.n_prey=2", "env.episode_limit=6", "data.n_envs=5"])
+    datamodule = build_datamodule(cfg)
+    learner = build_learner(cfg, datamodule.spec)
+    batch = EpisodeCollector(datamodule.train_env, torch.Generator().manual_seed(1)).collect(learner, 0.5)
+    assert batch.max_steps > 1
+    state, avail = batch.current(batch.state), batch.current(batch.avail)
+    with torch.no_grad():
+        for head, net in learner.nets.items():
+            if not hasattr(net, "utilities"):  # a state-only network (QTRAN's V_jt(s))
+                whole, steps = net(state), torch.cat([net(state[:, t : t + 1]) for t in range(batch.max_steps)], 1)
+                assert torch.allclose(whole, steps, atol=1e-5), head
+                continue
+            q = batch.current(learner.utilities(learner.nets, head, batch))  # (B, T, N, A)
+            whole = net(q, batch.actions, state, avail)
+            steps = torch.cat([net(q[:, t : t + 1], batch.actions[:, t : t + 1], state[:, t : t + 1],
+                                   avail[:, t : t + 1]) for t in range(batch.max_steps)], dim=1)
+            assert torch.allclose(whole, steps, atol=1e-5), head
+    terms = learner.losses(batch)
+    assert all(torch.isfinite(v) for v in terms.values())
