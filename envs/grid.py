@@ -93,15 +93,16 @@ class Board:
         turns (the rule is sequential); each turn is vectorised over the B copies.
         """
         in_turn = cells.gather(1, order)  # (B, M) cells in the order of the turns
-        steps, movers = steps.gather(1, order), movers.long().gather(1, order)  # (B, M); 0/1 masks as longs
-        for k in range(cells.shape[1]):
-            here, step = in_turn[:, k : k + 1], steps[:, k : k + 1]  # (B, 1)
-            target = here + step
-            # A free target holds 0 (a "stay" is blocked by the mover itself): moves is 1 or 0.
-            moves = movers[:, k : k + 1] * (1 - occ.gather(1, target))  # (B, 1)
-            occ.scatter_add_(1, here, -moves)
-            occ.scatter_add_(1, target, moves)
-            here += step * moves  # writes into in_turn
+        steps = (steps * movers).gather(1, order)  # (B, M): 0 for those that may not move
+        one = torch.ones_like(in_turn[:, :1])  # (B, 1)
+        minus_one = -one
+        for here, step in zip(in_turn.split(1, dim=1), steps.split(1, dim=1)):  # (B, 1) views, turn by turn
+            # A free target holds 0 (a "stay" is blocked by the mover itself).
+            step = step * (1 - occ.gather(1, here + step))  # (B, 1) the step made, 0 if blocked
+            # Leave the cell and enter the target (the same cell when not moving: no net change).
+            occ.scatter_add_(1, here, minus_one)
+            here += step  # writes into in_turn
+            occ.scatter_add_(1, here, one)
         return torch.empty_like(cells).scatter_(1, order, in_turn)
 
     # ---- views -------------------------------------------------------------------------------

@@ -183,7 +183,7 @@ class PredatorPrey(BatchedEnv):
         """Apply `actions` (B, N) with the draws `noise` (default: fresh ones from the generator)."""
         self._check_actions(actions)
         noise = self.sample_noise() if noise is None else noise
-        board = self.board
+        board, b = self.board, self.n_envs
         actions = actions.long()
         live = ~self.done  # (B,) copies whose episode runs; the others ignore their actions
         occ = board.occupancy((self.predator_cells, self.active), (self.prey_cells, self.alive))  # (B, cells+1)
@@ -198,36 +198,42 @@ class PredatorPrey(BatchedEnv):
         order = noise.prey_order  # (B, P)
         in_turn = self.prey_cells.gather(1, order)  # (B, P) prey cells in the order of their turns
         resolving = (self.alive & live[:, None]).long().gather(1, order)  # (B, P)
-        u = noise.prey_move.gather(1, order)  # (B, P)
-        neighbours = in_turn[:, :, None] + self._neighbours  # (B, P, 4)
-        adjacent = (self.predator_cells[:, :, None, None] == neighbours[:, None]).any(-1).long()  # (B, N, P)
         tried = ((actions == CATCH) & self.active).long()  # (B, N) unfrozen predators that chose catch
         catching = tried.clone()  # those not yet frozen by an earlier prey of this step
-        captured = torch.zeros_like(resolving)  # (B, P)
-        n_catchers = torch.zeros_like(resolving)  # (B, P)
-        for k in range(self.n_prey):
-            here = in_turn[:, k : k + 1]  # (B, 1)
-            catchers = catching * adjacent[:, :, k]  # (B, N)
-            n_catchers[:, k : k + 1] = catchers.sum(-1, keepdim=True)
-            caught = resolving[:, k : k + 1] * (n_catchers[:, k : k + 1] >= self.catchers_needed)  # (B, 1)
-            captured[:, k : k + 1] = caught
-            frozen = catchers * caught  # (B, N): frozen and removed with the prey
-            catching -= frozen
-            occ.scatter_add_(1, self.predator_cells, -frozen)
-            occ.scatter_add_(1, here, -caught)
-
+        any_catch = bool(tried.any())  # without a catcher in any copy the capture bookkeeping is skipped
+        if any_catch:
+            neighbours = in_turn[:, :, None] + self._neighbours  # (B, P, 4)
+            adjacent = (self.predator_cells[:, :, None, None] == neighbours[:, None]).any(-1).long()  # (B, N, P)
+        one = torch.ones_like(in_turn[:, :1])  # (B, 1)
+        minus_one = -one
+        captured, n_catchers = [], []
+        turns = zip(in_turn.split(1, dim=1), resolving.split(1, dim=1), noise.prey_move.gather(1, order).split(1, dim=1))
+        for k, (here, resolves, u) in enumerate(turns):  # (B, 1) views, prey by prey
+            stays = resolves
+            if any_catch:
+                catchers = catching * adjacent[:, :, k]  # (B, N)
+                n_catchers.append(catchers.sum(-1, keepdim=True))  # (B, 1)
+                caught = resolves * (n_catchers[-1] >= self.catchers_needed)  # (B, 1)
+                captured.append(caught)
+                frozen = catchers * caught  # (B, N): frozen and removed with the prey
+                catching -= frozen
+                occ.scatter_add_(1, self.predator_cells, -frozen)
+                occ.scatter_add_(1, here, -caught)
+                stays = resolves - caught
             targets = here + self._neighbours  # (B, 4) right, down, left, up
-            pick = pick_uniform(1 - occ.gather(1, targets), u[:, k : k + 1])  # (B, 4) one-hot or 0
-            step = (pick * self._neighbours).sum(-1, keepdim=True) * (resolving[:, k : k + 1] - caught)  # (B, 1)
-            moves = (step != 0).long()
-            occ.scatter_add_(1, here, -moves)
-            occ.scatter_add_(1, here + step, moves)
+            pick = pick_uniform(1 - occ.gather(1, targets), u)  # (B, 4) one-hot, or 0 without a free cell
+            step = (pick * self._neighbours).sum(-1, keepdim=True) * stays  # (B, 1) the step made
+            occ.scatter_add_(1, here, minus_one)  # leave and enter (the same cell when not moving)
             here += step  # writes into in_turn
+            occ.scatter_add_(1, here, one)
 
-        punished = resolving * (n_catchers > 0) * (1 - captured)  # (B, P)
-        reward = self.capture_reward * captured.sum(-1) + self.punishment * punished.sum(-1)  # (B,)
-        self.active = self.active & ~(tried - catching).bool()  # minus the catchers frozen this step
-        self.alive = self.alive & ~torch.zeros_like(captured).scatter_(1, order, captured).bool()
+        reward = torch.zeros(b)
+        if any_catch:
+            captured, n_catchers = torch.cat(captured, 1), torch.cat(n_catchers, 1)  # (B, P) in turn order
+            punished = resolving * (n_catchers > 0) * (1 - captured)  # (B, P)
+            reward = self.capture_reward * captured.sum(-1) + self.punishment * punished.sum(-1)  # (B,)
+            self.active = self.active & ~(tried - catching).bool()  # minus the catchers frozen this step
+            self.alive = self.alive & ~torch.zeros_like(captured).scatter_(1, order, captured).bool()
         self.prey_cells = torch.empty_like(self.prey_cells).scatter_(1, order, in_turn)
 
         self.t = self.t + live.long()
