@@ -540,3 +540,13 @@ def test_every_head_values_each_step_of_a_long_episode_on_its_own(algorithm):
             assert torch.allclose(whole, steps, atol=1e-5), head
     terms = learner.losses(batch)
     assert all(torch.isfinite(v) for v in terms.values())
+
+
+def test_the_seed_fixes_placements_and_every_draw():
+    def trajectory(seed):
+        env = PredatorPrey(n_envs=3, seed=seed)
+        steps = [env.reset()]
+        for _ in range(20):
+            steps.append(env.step(torch.where(steps[-1].avail[..., STAY], STAY, 0)))
+        return torch.stack([s.state for s in steps])
+    assert torch.equal(trajectory(5), trajectory(5)) and not torch.equal(trajectory(5), trajectory(6))

@@ -185,3 +185,13 @@ def test_env_configs_carry_the_papers_settings(env, expected):
     cfg = compose_config([f"env={env}"])
     for key, value in expected.items():
         assert cfg.env[key] == value, key
+
+
+def test_the_seed_fixes_every_draw():
+    def run(seed):
+        env = mpp(n_envs=4, seed=seed)
+        states = [env.reset().state] + [env.step(torch.full((4, 2), STAY)).state for _ in range(10)]
+        squeeze_env = GaussianSqueeze(n_envs=4, seed=seed)
+        return torch.stack(states), squeeze_env.reset().state
+    (a, s), (b, t), (c, u) = run(2), run(2), run(3)
+    assert torch.equal(a, b) and torch.equal(s, t) and not torch.equal(a, c) and not torch.equal(s, u)
