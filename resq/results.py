@@ -6,7 +6,10 @@ Each run directory holds:
   matrix_game.json   one-step matrix games only: payoff, noise_std, q_joint (the joint value:
                      Q_jt / Q_tot, or E[Z_jt] / E[Z_tot] for distributional methods, named by
                      joint_value_name), q_main, q_agents, greedy_joint_action,
-                     optimal_joint_action, and the same run columns
+                     optimal_joint_action, and the same run columns; actor-critic methods add
+                     `policy` (each agent's action probabilities; greedy = the most likely action)
+  mtq.json           MTQ only (envs.MaxOfTwoQuadratics): the final deterministic joint_action, its
+                     unscaled reward, distance_to_global_optimum, t_env and the run columns
   config.yaml        the resolved config
   run.json           the run record (`RunRecord`): status "running" | "finished" | "failed", the
                      resolved config, git commit and dirty flag, package versions, seed, host, times

@@ -297,6 +297,7 @@ def matrix_game_result(datamodule: RolloutDataModule, learner: pl.LightningModul
         "q_main": snapshot.get("q_main"),
         "q_agents": snapshot["q_agents"],
         "greedy_joint_action": snapshot["greedy_joint_action"],
+        **({"policy": snapshot["policy"]} if snapshot.get("policy") is not None else {}),  # actor-critic methods
         "optimal_joint_action": list(env.optimal_joint_action),
         "max_abs_error": float((q_joint - payoff).abs().max()),
         "t_env": datamodule.t_env,

@@ -238,14 +238,14 @@ def test_the_base_acts_greedily_only_in_evaluation_rollouts():
 def test_the_base_trains_on_mtq_and_writes_the_joint_action(tmp_path):
     torch.manual_seed(0)
     learner = ToyCentral(MaxOfTwoQuadratics().spec, tau=0.05)
-    trainer, dm = fit(learner, MaxOfTwoQuadratics)
+    trainer, dm = fit(learner, MaxOfTwoQuadratics, t_max=800)
     metrics = trainer.callback_metrics
     assert {"test/joint_action_0", "test/joint_action_1", "test/return_mean", "test/igm_violation"} <= set(metrics)
     joint = learner.snapshot["joint_action"]
     assert [metrics["test/joint_action_0"].item(), metrics["test/joint_action_1"].item()] == [joint[0][0], joint[1][0]]
     files = learner.result_files(dm.train_env, {"algorithm": "toy", "seed": 0})
     record = files["mtq.json"]
-    assert record["joint_action"] == [joint[0][0], joint[1][0]] and record["t_env"] == 2000
+    assert record["joint_action"] == [joint[0][0], joint[1][0]] and record["t_env"] == 800
     assert record["reward"] == pytest.approx(float(max_of_two_quadratics(torch.tensor(record["joint_action"]))))
     assert metrics["test/return_mean"].item() == pytest.approx(0.1 * record["reward"], abs=1e-4)
     assert record["algorithm"] == "toy"
@@ -257,7 +257,7 @@ def test_the_base_trains_on_mtq_and_writes_the_joint_action(tmp_path):
 def test_the_base_on_a_matrix_game_gives_the_table_and_the_policies():
     torch.manual_seed(0)
     learner = ToyCentral(MatrixGame(QTRAN).spec, tau=0.05)
-    _, dm = fit(learner, functools.partial(MatrixGame, QTRAN), epsilon_start=1.0, epsilon_finish=1.0)
+    _, dm = fit(learner, functools.partial(MatrixGame, QTRAN), t_max=1200, epsilon_start=1.0, epsilon_finish=1.0)
     snap = learner.snapshot
     q = torch.tensor(snap["q_joint"])
     assert q.shape == (3, 3) and (q - torch.tensor(QTRAN, dtype=torch.float32)).abs().max() < 3.0
