@@ -54,8 +54,6 @@ from resq.data.exploration import full_exploration
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from update_cost import build, compose_run, fill_buffer, update_step
 
-ROOT = Path(__file__).resolve().parents[1]
-
 
 class Clock:
     """Wall and process-CPU seconds since `start()`."""
@@ -190,7 +188,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=5000, help="env steps per raw / collection block")
     parser.add_argument("--updates", type=int, default=50, help="gradient steps per update block")
     parser.add_argument("--repeats", type=int, default=3, help="interleaved blocks of raw, collection, update")
-    parser.add_argument("--train-steps", type=int, default=20000, help="t_max of the timed training run")
+    parser.add_argument("--train-steps", type=int, default=20000, help="t_max of the timed training run (0: none)")
     parser.add_argument("--train-repeats", type=int, default=1, help="timed training runs")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: the config's torch_threads)")
     parser.add_argument("--reference", type=float, default=None, help="a peer's training env steps/s, for a ratio")
@@ -225,7 +223,7 @@ def main() -> None:
         update(fixed)  # warm-up
         update_ms.append(per_call_ms(lambda b=fixed: update(b), args.updates))
         sample_ms.append(per_call_ms(lambda: buffer.sample(datamodule.batch_size, datamodule.generator), args.updates))
-    training = [training_rate(overrides, args.train_steps) for _ in range(args.train_repeats)]
+    training = [training_rate(overrides, args.train_steps) for _ in range(args.train_repeats if args.train_steps else 0)]
     load_after = os.getloadavg()
 
     results: dict = {
@@ -242,18 +240,20 @@ def main() -> None:
             "collection_steps_per_s": summary([x[clock] for x in collection]),
             "update_ms": summary([x[clock] for x in update_ms]),
             "sample_ms": summary([x[clock] for x in sample_ms]),
-            "training_steps_per_s": summary([x[clock] for x in training]),
         }
+        if training:
+            r["training_steps_per_s"] = summary([x[clock] for x in training])
         med = {k: v["median"] for k, v in r.items()}
         steps_per_update = datamodule.n_envs * results["batch_mean_episode_length"] / max(datamodule.updates_per_rollout, 1)
-        r["ratios"] = {
-            "collection_over_raw": med["collection_steps_per_s"] / med["raw_steps_per_s"],
-            "training_over_raw": med["training_steps_per_s"] / med["raw_steps_per_s"],
-            "training_over_collection": med["training_steps_per_s"] / med["collection_steps_per_s"],
-            # of one training step's time (steps_per_update env steps + one update), the share in the update
-            "update_share_of_training": (med["update_ms"] / 1e3) * med["training_steps_per_s"] / steps_per_update,
-        }
-        if args.reference:
+        r["ratios"] = {"collection_over_raw": med["collection_steps_per_s"] / med["raw_steps_per_s"]}
+        if training:
+            r["ratios"].update({
+                "training_over_raw": med["training_steps_per_s"] / med["raw_steps_per_s"],
+                "training_over_collection": med["training_steps_per_s"] / med["collection_steps_per_s"],
+                # of one training step's time (steps_per_update env steps + one update), the share in the update
+                "update_share_of_training": (med["update_ms"] / 1e3) * med["training_steps_per_s"] / steps_per_update,
+            })
+        if args.reference and training:
             r["ratios"]["training_over_reference"] = med["training_steps_per_s"] / args.reference
         results[clock] = r
     results["training_runs"] = training
@@ -283,7 +283,8 @@ def report(r: dict, reference: float | None) -> str:
 
     row("raw env steps/s (random actions)", "raw_steps_per_s", "{:,.0f}")
     row("collection steps/s (policy acting)", "collection_steps_per_s", "{:,.0f}")
-    row("training-loop env steps/s (Lightning)", "training_steps_per_s", "{:,.0f}")
+    if "training_steps_per_s" in r["wall"]:
+        row("training-loop env steps/s (Lightning)", "training_steps_per_s", "{:,.0f}")
     row("ms per update", "update_ms", "{:.2f}")
     row("ms per buffer sample", "sample_ms", "{:.2f}")
     for name in r["wall"]["ratios"]:

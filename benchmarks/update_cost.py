@@ -25,11 +25,13 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, open_dict
 
+import resq
 from resq.data import EpisodeCollector, RolloutDataModule
 from resq.data.episodes import EpisodeBatch
 from resq.run import build_datamodule, build_learner
 
-ROOT = Path(__file__).resolve().parents[1]
+# The checkout whose `resq` is imported (benchmarks/ab.py runs these scripts against another checkout).
+ROOT = Path(resq.__file__).resolve().parents[1]
 
 
 def algorithms() -> list[str]:
@@ -122,7 +124,7 @@ def main() -> None:
         lines.append(f"| {name} | {r['update_ms']:.2f} | {r['update_ms'] / base:.2f} | {r['rollout_ms']:.2f} | {r['params']:,} |")
     text = "\n".join(lines) + "\n"
     print(text)
-    out = ROOT / "benchmarks" / "results"
+    out = Path(__file__).resolve().parent / "results"
     out.mkdir(exist_ok=True)
     (out / f"update_cost_{args.env}.md").write_text(text)
 

@@ -104,10 +104,19 @@ class EpisodeBatch:
 
     @property
     def prev_actions_onehot(self) -> torch.Tensor:
-        """(B, T+1, N, A): one-hot of the action taken before each observation row; zeros at row 0."""
+        """(B, T+1, N, A): one-hot of the action taken before each observation row; zeros at row 0.
+
+        Computed once per batch (every head of a learner reads it) and recomputed when `actions` is
+        replaced or changed in place (its version counter moves)."""
         self._require_discrete("prev_actions_onehot")
+        key = (id(self.actions), self.actions._version, self.avail.shape[-1])
+        cached = self.__dict__.get("_prev_actions_onehot")
+        if cached is not None and cached[0] == key:
+            return cached[1]
         onehot = F.one_hot(self.actions, self.avail.shape[-1]).float()  # (B, T, N, A)
-        return F.pad(onehot, (0, 0, 0, 0, 1, 0))  # (B, T+1, N, A)
+        onehot = F.pad(onehot, (0, 0, 0, 0, 1, 0))  # (B, T+1, N, A)
+        self.__dict__["_prev_actions_onehot"] = (key, onehot, self.actions)  # holding actions keeps its id unique
+        return onehot
 
     def prev_actions_onehot_at(self, t: int) -> torch.Tensor:
         """(B, N, A): the last-action input at observation row t, for acting step by step."""
