@@ -16,3 +16,21 @@ def test_prev_actions_onehot_is_cached_until_the_actions_change():
     batch.actions = batch.actions.clone()  # replaced
     assert batch.prev_actions_onehot is not changed
     assert torch.equal(batch.prev_actions_onehot, changed)
+
+
+def test_heads_that_need_rows_0_to_t_minus_1_or_1_to_t_see_only_those():
+    from functools import partial
+
+    from resq.learners import ValueFactorization
+    from resq.nn import FeedForwardMixer, MLPAgent, QMixer, RNNAgent
+    from tests.helpers import SPEC
+
+    batch = random_batch(t=4)
+    for agent in (RNNAgent, MLPAgent):
+        torch.manual_seed(0)
+        model = ValueFactorization(SPEC, agent=agent, main_function=QMixer, optimizer=torch.optim.RMSprop,
+                                   residual_function=FeedForwardMixer, central=partial(FeedForwardMixer))
+        for head in ("main", "residual", "central"):
+            full = model.utilities(model.nets, head, batch)  # (B, T+1, N, A)
+            assert torch.equal(model.current_utilities(model.nets, head, batch), batch.current(full))
+            assert torch.allclose(model.following_utilities(model.nets, head, batch), batch.following(full))

@@ -22,6 +22,7 @@ class MLPAgent(nn.Module):
     """
 
     value_type = "expected"
+    recurrent = False  # learners may evaluate any subset of rows on its own (targets skip row 0)
     inputs = RNNAgent.inputs  # the same (obs, last action, agent id) input layout
 
     def __init__(
