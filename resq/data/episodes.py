@@ -213,7 +213,10 @@ class EpisodeBuffer:
         b = episodes.batch_size
         if b > self.capacity:
             raise ValueError(f"cannot insert {b} episodes into a buffer of capacity {self.capacity}")
-        idx = (torch.arange(b) + self._next) % self.capacity
+        if self._next + b <= self.capacity:  # one block of rows: plain slices, written in place
+            idx = slice(self._next, self._next + b)
+        else:  # wrapping around the end of the ring
+            idx = (torch.arange(b) + self._next) % self.capacity
         t = episodes.max_steps
         for name in _STORED:
             src, dst = getattr(episodes, name), getattr(self._storage, name)
@@ -232,8 +235,19 @@ class EpisodeBuffer:
         if not self.can_sample(batch_size):
             raise ValueError(f"buffer holds {self._size} episodes, cannot sample {batch_size}")
         idx = torch.randperm(self._size, generator=generator)[:batch_size]
-        batch = self._storage.select(idx)
-        return batch.truncate(int(batch.lengths.max()))
+        # Copy only the columns up to the longest episode drawn (what `select(idx).truncate(t)` keeps).
+        t = int(self._storage.filled[idx, :, 0].sum(1).max())
+        storage = self._storage
+        return EpisodeBatch(
+            obs=storage.obs[idx, : t + 1],
+            state=storage.state[idx, : t + 1],
+            avail=storage.avail[idx, : t + 1],
+            actions=storage.actions[idx, :t],
+            reward=storage.reward[idx, :t],
+            terminated=storage.terminated[idx, :t],
+            filled=storage.filled[idx, :t],
+            battle_won=storage.battle_won[idx],
+        )
 
     def state_dict(self) -> dict:
         return {
