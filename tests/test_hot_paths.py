@@ -62,3 +62,42 @@ def test_sample_and_insert_match_the_plain_gather_and_index_writes():
         plain = plain.truncate(int(plain.lengths.max()))
         for name in _STORED:
             assert torch.equal(getattr(batch, name), getattr(plain, name)), name
+
+
+def test_acting_one_step_with_the_gru_cell_gives_nn_grus_numbers():
+    from resq.nn import RNNAgent
+
+    def act(agent, obs, prev, grad):
+        hidden, rows = agent.initial_state(obs.shape[0]), []
+        with torch.set_grad_enabled(grad):  # with grad: nn.GRU on one row; without: the cell
+            for t in range(obs.shape[1]):
+                q, hidden = agent(obs[:, t : t + 1], prev[:, t : t + 1], hidden)
+                rows.append(q.detach())
+        return torch.cat(rows, 1)
+
+    for seed, (b, n) in enumerate([(1, 2), (8, 2), (8, 8), (3, 5), (32, 2)]):
+        torch.manual_seed(seed)
+        agent = RNNAgent(n_agents=n, n_actions=6, obs_dim=11)
+        obs, prev = torch.randn(b, 6, n, 11), torch.zeros(b, 6, n, 6)
+        assert torch.equal(act(agent, obs, prev, grad=False), act(agent, obs, prev, grad=True))
+
+
+def test_unmasked_writes_of_an_all_active_step_equal_the_masked_ones():
+    from envs import TimeStep
+    from resq.data.episodes import _STORED, EpisodeBatch
+    from tests.helpers import SPEC
+
+    g = torch.Generator().manual_seed(0)
+    b, n = 4, SPEC.n_agents
+    step = TimeStep(obs=torch.randn(b, n, 5, generator=g), state=torch.randn(b, 6, generator=g),
+                    avail=torch.rand(b, n, 4, generator=g) > 0.3, reward=torch.randn(b, generator=g),
+                    terminated=torch.tensor([False, True, False, True]), truncated=torch.zeros(b, dtype=torch.bool),
+                    battle_won=torch.tensor([True, False, False, True]))
+    actions = torch.randint(0, 4, (b, n), generator=g)
+    masked, unmasked = EpisodeBatch.empty(SPEC, b), EpisodeBatch.empty(SPEC, b)
+    masked.write_transition(1, actions, step, torch.ones(b, dtype=torch.bool))
+    masked.write_observation(2, step, rows=torch.ones(b, dtype=torch.bool))
+    unmasked.write_transition(1, actions, step, None)
+    unmasked.write_observation(2, step, rows=None)
+    for name in _STORED:
+        assert torch.equal(getattr(masked, name), getattr(unmasked, name)), name

@@ -154,8 +154,17 @@ class EpisodeBatch:
         self.state[rows, t] = step.state[rows]
         self.avail[rows, t] = step.avail[rows]
 
-    def write_transition(self, t: int, actions: torch.Tensor, step: TimeStep, active: torch.Tensor) -> None:
-        """Store step t: the actions taken and what came back, for the envs still `active` (B,) bool."""
+    def write_transition(self, t: int, actions: torch.Tensor, step: TimeStep, active: torch.Tensor | None = None) -> None:
+        """Store step t: the actions taken and what came back, for the envs still `active` (B,) bool
+        (None: every env is still active)."""
+        if active is None:  # the common case, written without masks (the same values)
+            self.actions[:, t] = actions
+            self.reward[:, t] = step.reward[:, None]
+            self.terminated[:, t] = step.terminated[:, None]
+            self.filled[:, t] = 1.0
+            if step.battle_won is not None:
+                self.battle_won |= step.battle_won
+            return
         act = active.float()[:, None]
         self.actions[active, t] = actions[active]
         self.reward[:, t] = step.reward[:, None] * act
