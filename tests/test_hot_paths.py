@@ -101,3 +101,43 @@ def test_unmasked_writes_of_an_all_active_step_equal_the_masked_ones():
     unmasked.write_observation(2, step, rows=None)
     for name in _STORED:
         assert torch.equal(getattr(masked, name), getattr(unmasked, name)), name
+
+
+def test_uint8_storage_keeps_small_integer_observations_exactly_in_a_quarter_of_the_bytes():
+    import dataclasses
+
+    import pytest
+
+    from resq.data.episodes import _STORED, EpisodeBuffer
+    from tests.helpers import SPEC
+
+    narrow = dataclasses.replace(SPEC, obs_storage="uint8", state_storage="uint8")
+    wide_buffer, narrow_buffer = EpisodeBuffer(SPEC, 6), EpisodeBuffer(narrow, 6)
+    for seed in range(3):
+        episodes = random_batch(b=2, seed=seed)
+        episodes.obs = (episodes.obs.abs() * 40).round()  # integers 0..255
+        episodes.state = (episodes.state > 0).float()  # flags
+        wide_buffer.insert(episodes)
+        narrow_buffer.insert(episodes)
+    assert narrow_buffer._storage.obs.dtype == torch.uint8
+    assert narrow_buffer._storage.obs.nbytes * 4 == wide_buffer._storage.obs.nbytes
+    wide, narrow_batch = (b.sample(4, torch.Generator().manual_seed(1)) for b in (wide_buffer, narrow_buffer))
+    for name in _STORED:
+        assert getattr(narrow_batch, name).dtype == getattr(wide, name).dtype, name
+        assert torch.equal(getattr(narrow_batch, name), getattr(wide, name)), name
+    restored = EpisodeBuffer(narrow, 6)
+    restored.load_state_dict(narrow_buffer.state_dict())
+    assert torch.equal(restored._storage.obs, narrow_buffer._storage.obs)
+
+    before = {name: getattr(narrow_buffer._storage, name).clone() for name in _STORED}
+    for bad in (0.5, -1.0, 256.0, float("nan")):
+        episodes = random_batch(b=2, seed=9)
+        episodes.obs = (episodes.obs.abs() * 40).round()
+        episodes.state = (episodes.state > 0).float()
+        episodes.state[1, 1, 2] = bad
+        with pytest.raises(ValueError, match=r"state_storage='float32'"):
+            narrow_buffer.insert(episodes)
+    for name in _STORED:  # a refused insert writes nothing
+        assert torch.equal(getattr(narrow_buffer._storage, name), before[name]), name
+    with pytest.raises(ValueError, match="obs_storage must be one of"):
+        dataclasses.replace(SPEC, obs_storage="int8")
