@@ -15,8 +15,8 @@ Positional arguments are Hydra overrides; the data module and learner are built 
 - update:     ms per gradient step on a sampled batch of data.batch_size episodes (losses, backward,
               clipping, optimizer step, outside Lightning), and ms per `buffer.sample`;
 - training:   env steps/s of the full training loop, `resq.run.train` through Lightning on the same
-              overrides, timed by a callback from the first gradient step (a full buffer batch) to
-              the end of training, evaluation time taken out; --train-steps env steps; checkpoints are
+              overrides, timed by a callback from the first to the last training batch (the buffer
+              warm-up excluded), evaluation time taken out; --train-steps env steps; checkpoints are
               off (checkpoint_interval=null) and the run evaluates only at its end (test_interval =
               t_max, eval_at_start=false), so what is timed is collection + updates + Lightning;
 - memory:     peak resident set size of this process (ru_maxrss), the replay buffer's bytes when
@@ -33,6 +33,7 @@ the spread. The load average before and after is recorded.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import platform
@@ -108,25 +109,24 @@ def per_call_ms(fn, calls: int) -> dict[str, float]:
 
 
 class LoopTimer(pl.Callback):
-    """Times the training loop from the first training batch to the end of fit, minus validation."""
+    """Times the training loop between the first and the last training batch, evaluation taken out.
+
+    Lightning fetches a batch ahead, so at the start of batch k the rollouts of batch k+1 are done; the
+    env steps between two batch starts and the updates between them belong together (one rollout, then
+    `updates_per_rollout` updates), whatever that offset."""
 
     def __init__(self) -> None:
-        self.clock: Clock | None = None
-        self.t_env0 = self.t_env1 = 0
-        self.updates = 0
+        self.marks: list[tuple[float, float, int]] = []  # (wall, cpu, t_env) at each training batch start
         self.eval_wall = self.eval_cpu = 0.0
         self._eval: Clock | None = None
-        self.wall = self.cpu = 0.0
+        self._clock = Clock()
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-        if self.clock is None:
-            self.clock = Clock()
-            # the rollout that produced this first batch is already counted in t_env: start after it
-            self.t_env0 = trainer.datamodule.t_env
-        self.updates += 1
+        wall, cpu = self._clock.read()
+        self.marks.append((wall - self.eval_wall, cpu - self.eval_cpu, trainer.datamodule.t_env))
 
     def on_validation_start(self, trainer, pl_module) -> None:
-        if self.clock is not None and not trainer.sanity_checking:
+        if not trainer.sanity_checking:
             self._eval = Clock()
 
     def on_validation_end(self, trainer, pl_module) -> None:
@@ -135,13 +135,13 @@ class LoopTimer(pl.Callback):
             self.eval_wall, self.eval_cpu = self.eval_wall + wall, self.eval_cpu + cpu
             self._eval = None
 
-    def on_train_end(self, trainer, pl_module) -> None:
-        if self.clock is None:
-            raise RuntimeError("no training batch was timed: raise --train-steps above the buffer warm-up "
-                               "(data.batch_size episodes)")
-        wall, cpu = self.clock.read()
-        self.wall, self.cpu = wall - self.eval_wall, cpu - self.eval_cpu
-        self.t_env1 = trainer.datamodule.t_env
+    def result(self) -> dict[str, float]:
+        if len(self.marks) < 3:
+            raise RuntimeError(f"only {len(self.marks)} training batches were timed: raise --train-steps well above "
+                               f"the buffer warm-up (data.batch_size episodes)")
+        (w0, c0, t0), (w1, c1, t1) = self.marks[0], self.marks[-1]
+        return {"wall": (t1 - t0) / (w1 - w0), "cpu": (t1 - t0) / (c1 - c0), "steps": t1 - t0,
+                "updates": len(self.marks) - 1, "eval_wall_s": self.eval_wall}
 
 
 def training_rate(overrides: list[str], train_steps: int) -> dict[str, float]:
@@ -157,9 +157,7 @@ def training_rate(overrides: list[str], train_steps: int) -> dict[str, float]:
     timer = LoopTimer()
     with tempfile.TemporaryDirectory(prefix="resq_throughput_") as out:
         train(cfg, out, choices, callbacks=[timer])
-    steps = timer.t_env1 - timer.t_env0
-    return {"wall": steps / timer.wall, "cpu": steps / timer.cpu, "steps": steps, "updates": timer.updates,
-            "eval_wall_s": timer.eval_wall}
+    return timer.result()
 
 
 def buffer_bytes(buffer: EpisodeBuffer) -> dict[str, float]:
@@ -176,8 +174,71 @@ def buffer_bytes(buffer: EpisodeBuffer) -> dict[str, float]:
     }
 
 
+def bare_gym_rate(key: str, min_steps: int) -> dict[str, float]:
+    """Env steps/s of one gymnasium env stepped through its own API with uniform random actions (no
+    adapter, no torch): the figure peers quote for "the env alone" (e.g. lbforaging's)."""
+    import warnings
+
+    import gymnasium
+    import numpy as np
+
+    if key.startswith("Foraging"):
+        import lbforaging  # noqa: F401  (registers the Foraging-* ids)
+    env = gymnasium.make(key, disable_env_checker=True)
+    env.reset(seed=0)
+    rng = np.random.default_rng(0)
+    sizes = [space.n for space in env.action_space.spaces]
+
+    def episode() -> int:
+        steps = 0
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            while True:
+                _, _, terminated, truncated, _ = env.step(tuple(int(rng.integers(n)) for n in sizes))
+                steps += 1
+                if np.all(terminated) or np.all(truncated):
+                    env.reset()
+                    return steps
+
+    return rate(episode, min_steps)
+
+
 def summary(values: list[float]) -> dict[str, float]:
     return {"median": statistics.median(values), "min": min(values), "max": max(values)}
+
+
+def measure_parts(cfg, choices, args) -> dict:
+    """Raw, collection, update and sample figures (interleaved blocks) on one build of the run; its
+    replay buffer is freed when this returns."""
+    datamodule, learner = build(cfg, choices)
+    env = datamodule.train_env
+    generator = torch.Generator().manual_seed(1)
+    collector = fill_buffer(datamodule, learner, args.epsilon)
+    update = update_step(learner)
+    buffer = datamodule.buffer
+
+    def collect() -> int:
+        episodes = collector.collect(learner, args.epsilon)
+        buffer.insert(episodes)
+        return episodes.n_steps
+
+    batch = buffer.sample(datamodule.batch_size, datamodule.generator)
+    out: dict = {"raw": [], "collection": [], "update_ms": [], "sample_ms": []}
+    for _ in range(args.repeats):
+        out["raw"].append(rate(lambda: raw_rollout(env, generator), args.steps))
+        out["collection"].append(rate(collect, args.steps))
+        fixed = buffer.sample(datamodule.batch_size, datamodule.generator)
+        update(fixed)  # warm-up
+        out["update_ms"].append(per_call_ms(lambda b=fixed: update(b), args.updates))
+        out["sample_ms"].append(per_call_ms(lambda: buffer.sample(datamodule.batch_size, datamodule.generator),
+                                            args.updates))
+    out["stored"] = buffer_bytes(buffer)
+    out["info"] = {
+        "n_envs": env.n_envs, "n_agents": env.spec.n_agents, "episode_limit": env.spec.episode_limit,
+        "batch_size": datamodule.batch_size, "updates_per_rollout": datamodule.updates_per_rollout,
+        "batch_mean_episode_length": float(batch.lengths.float().mean()),
+    }
+    return out
 
 
 def main() -> None:
@@ -192,6 +253,8 @@ def main() -> None:
     parser.add_argument("--train-repeats", type=int, default=1, help="timed training runs")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: the config's torch_threads)")
     parser.add_argument("--reference", type=float, default=None, help="a peer's training env steps/s, for a ratio")
+    parser.add_argument("--gym-key", default=None,
+                        help="also time this gymnasium env alone (e.g. Foraging-8x8-2p-3f-v3), for ratios to it")
     parser.add_argument("--out", type=Path, default=None, help="JSON file for the results")
     args = parser.parse_args()
 
@@ -202,38 +265,19 @@ def main() -> None:
     overrides.append(f"torch_threads={threads}")
     load_before = os.getloadavg()
 
-    datamodule, learner = build(cfg, choices)
-    env = datamodule.train_env
-    generator = torch.Generator().manual_seed(1)
-    collector = fill_buffer(datamodule, learner, args.epsilon)
-    update = update_step(learner)
-    buffer = datamodule.buffer
-
-    def collect() -> int:
-        episodes = collector.collect(learner, args.epsilon)
-        buffer.insert(episodes)
-        return episodes.n_steps
-
-    batch = buffer.sample(datamodule.batch_size, datamodule.generator)
-    raw, collection, update_ms, sample_ms = [], [], [], []
-    for _ in range(args.repeats):
-        raw.append(rate(lambda: raw_rollout(env, generator), args.steps))
-        collection.append(rate(collect, args.steps))
-        fixed = buffer.sample(datamodule.batch_size, datamodule.generator)
-        update(fixed)  # warm-up
-        update_ms.append(per_call_ms(lambda b=fixed: update(b), args.updates))
-        sample_ms.append(per_call_ms(lambda: buffer.sample(datamodule.batch_size, datamodule.generator), args.updates))
+    parts = measure_parts(cfg, choices, args)
+    bare = [bare_gym_rate(args.gym_key, args.steps) for _ in range(args.repeats if args.gym_key else 0)]
+    gc.collect()  # one replay buffer at a time: a predator-prey buffer of float32 observations is 3.7 GB
     training = [training_rate(overrides, args.train_steps) for _ in range(args.train_repeats if args.train_steps else 0)]
     load_after = os.getloadavg()
 
+    info = parts["info"]
     results: dict = {
         "overrides": args.overrides,
         "choices": {k: choices.get(k) for k in ("env", "algorithm", "agent", "main_function", "residual_function")},
-        "n_envs": env.n_envs, "n_agents": env.spec.n_agents, "episode_limit": env.spec.episode_limit,
-        "batch_size": datamodule.batch_size, "updates_per_rollout": datamodule.updates_per_rollout,
-        "epsilon": args.epsilon, "torch_threads": threads,
-        "batch_mean_episode_length": float(batch.lengths.float().mean()),
+        **info, "epsilon": args.epsilon, "torch_threads": threads,
     }
+    raw, collection, update_ms, sample_ms = parts["raw"], parts["collection"], parts["update_ms"], parts["sample_ms"]
     for clock in ("wall", "cpu"):
         r = {
             "raw_steps_per_s": summary([x[clock] for x in raw]),
@@ -244,8 +288,13 @@ def main() -> None:
         if training:
             r["training_steps_per_s"] = summary([x[clock] for x in training])
         med = {k: v["median"] for k, v in r.items()}
-        steps_per_update = datamodule.n_envs * results["batch_mean_episode_length"] / max(datamodule.updates_per_rollout, 1)
+        steps_per_update = info["n_envs"] * info["batch_mean_episode_length"] / max(info["updates_per_rollout"], 1)
+        if bare:
+            r["bare_gym_steps_per_s"] = summary([x[clock] for x in bare])
+            med["bare_gym_steps_per_s"] = r["bare_gym_steps_per_s"]["median"]
         r["ratios"] = {"collection_over_raw": med["collection_steps_per_s"] / med["raw_steps_per_s"]}
+        if bare:
+            r["ratios"]["raw_over_bare_gym"] = med["raw_steps_per_s"] / med["bare_gym_steps_per_s"]
         if training:
             r["ratios"].update({
                 "training_over_raw": med["training_steps_per_s"] / med["raw_steps_per_s"],
@@ -253,12 +302,14 @@ def main() -> None:
                 # of one training step's time (steps_per_update env steps + one update), the share in the update
                 "update_share_of_training": (med["update_ms"] / 1e3) * med["training_steps_per_s"] / steps_per_update,
             })
+        if bare and training:
+            r["ratios"]["training_over_bare_gym"] = med["training_steps_per_s"] / med["bare_gym_steps_per_s"]
         if args.reference and training:
             r["ratios"]["training_over_reference"] = med["training_steps_per_s"] / args.reference
         results[clock] = r
     results["training_runs"] = training
     results["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    results.update(buffer_bytes(buffer))
+    results.update(parts["stored"])
     results["machine"] = {"load_before": load_before, "load_after": load_after, "cpus": os.cpu_count(),
                           "python": platform.python_version(), "torch": torch.__version__}
     print(report(results, args.reference))
@@ -281,6 +332,8 @@ def report(r: dict, reference: float | None) -> str:
                  for k in ("wall", "cpu")]
         lines.append(f"| {name} | {cells[0]} | {cells[1]} |")
 
+    if "bare_gym_steps_per_s" in r["wall"]:
+        row("the gymnasium env alone, steps/s", "bare_gym_steps_per_s", "{:,.0f}")
     row("raw env steps/s (random actions)", "raw_steps_per_s", "{:,.0f}")
     row("collection steps/s (policy acting)", "collection_steps_per_s", "{:,.0f}")
     if "training_steps_per_s" in r["wall"]:
