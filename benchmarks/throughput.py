@@ -302,6 +302,12 @@ def main() -> None:
                 # of one training step's time (steps_per_update env steps + one update), the share in the update
                 "update_share_of_training": (med["update_ms"] / 1e3) * med["training_steps_per_s"] / steps_per_update,
             })
+            # what a training step costs beyond its update, its buffer sample and its share of collection:
+            # Lightning's loop, hooks and logging, the data module's bookkeeping
+            loop_ms = 1e3 * steps_per_update / med["training_steps_per_s"]
+            parts_ms = med["update_ms"] + med["sample_ms"] + 1e3 * steps_per_update / med["collection_steps_per_s"]
+            r["loop_overhead_ms_per_update"] = loop_ms - parts_ms
+            r["ratios"]["loop_overhead_share_of_training"] = (loop_ms - parts_ms) / loop_ms
         if bare and training:
             r["ratios"]["training_over_bare_gym"] = med["training_steps_per_s"] / med["bare_gym_steps_per_s"]
         if args.reference and training:
@@ -340,6 +346,9 @@ def report(r: dict, reference: float | None) -> str:
         row("training-loop env steps/s (Lightning)", "training_steps_per_s", "{:,.0f}")
     row("ms per update", "update_ms", "{:.2f}")
     row("ms per buffer sample", "sample_ms", "{:.2f}")
+    if "loop_overhead_ms_per_update" in r["wall"]:
+        lines.append(f"| loop overhead, ms per update (Lightning, hooks, bookkeeping) | "
+                     f"{r['wall']['loop_overhead_ms_per_update']:.2f} | {r['cpu']['loop_overhead_ms_per_update']:.2f} |")
     for name in r["wall"]["ratios"]:
         lines.append(f"| {name.replace('_', ' ')} | {r['wall']['ratios'][name]:.3f} | {r['cpu']['ratios'][name]:.3f} |")
     lines += ["", f"peak RSS {r['peak_rss_mb']:,.0f} MB; replay buffer when full {r['buffer_bytes_full'] / 2**20:,.1f} MB = "
