@@ -25,10 +25,12 @@ A subclass implements (see docs/architecture.md, "Actor-critic methods"):
     __init__          build the actor and critic, then call super().__init__(spec, actor, critic, ...)
     critic_losses(batch) -> dict[str, Tensor]   terms named `loss_*` are minimised, others are logged
     actor_losses(batch)  -> dict[str, Tensor]
+and, unless its critic follows the `resq.nn.critics` contract (features, forward), for which the
+defaults work:
     joint_q(batch, rows, joint_actions) -> (M, J)   the method's joint Q at the observation rows (M, 2)
                       (pairs b, t) of `batch` for J joint actions per state, (M, J, N) long (discrete)
                       or (M, J, N, D) float (continuous)
-and may override `agent_q` (per-agent utilities for the matrix table), `parameter_groups` (which
+It may override `agent_q` (per-agent utilities for the matrix table), `parameter_groups` (which
 parameters each optimiser steps), `policy_params` (how the actor reads a batch) and, for an extra
 update (a learned temperature), add a name to `update_order` with its optimiser factory in
 `optimizer_factories` and a `<name>_losses` method.
@@ -292,13 +294,28 @@ class ActorCritic(pl.LightningModule):
     def actor_losses(self, batch: EpisodeBatch) -> dict[str, torch.Tensor]:  # pragma: no cover
         raise NotImplementedError
 
+    @torch.no_grad()
     def joint_q(self, batch: EpisodeBatch, rows: torch.Tensor, joint_actions: torch.Tensor) -> torch.Tensor:
-        """(M, J): the joint Q at observation rows (M, 2) for joint actions (M, J, N[, D])."""  # pragma: no cover
-        raise NotImplementedError
+        """(M, J): the joint Q at observation rows (M, 2) for joint actions (M, J, N[, D]).
 
+        This default serves critics with the `resq.nn.critics` contract (`features`, `forward`); a
+        subclass with another critic overrides it."""
+        b, t = rows.unbind(-1)
+        j = joint_actions.shape[1]
+        features = self.critic.features(batch.obs, batch.prev_actions)[b, t]  # (M, N, H)
+        features = features[:, None].expand(-1, j, -1, -1)  # (M, J, N, H)
+        state = batch.state[b, t][:, None].expand(-1, j, -1)  # (M, J, S)
+        return self.critic(features, state, self.action_inputs(joint_actions))[..., 0]  # (M, J)
+
+    @torch.no_grad()
     def agent_q(self, batch: EpisodeBatch, rows: torch.Tensor) -> torch.Tensor | None:
-        """(M, N, A) per-agent utilities Q_i at the rows (discrete), or None when the method has none."""
-        return None
+        """(M, N, A) per-agent utilities Q_i at the rows, or None when the method has none (continuous
+        actions, or a critic without an `agent_q` table such as MADDPG's central one)."""
+        agent_q = getattr(self.critic, "agent_q", None)
+        if not self.spec.discrete or agent_q is None:
+            return None
+        b, t = rows.unbind(-1)
+        return agent_q.utilities(self.critic.features(batch.obs, batch.prev_actions)[b, t])  # (M, N, A)
 
     # ---- evaluation --------------------------------------------------------------------------
     @torch.no_grad()

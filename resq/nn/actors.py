@@ -5,6 +5,7 @@ Every actor follows one contract, which `resq.learners.ActorCritic` relies on:
     initial_state(B)                          -> hidden (B, N, H)
     forward(obs (B, T, N, O), prev_actions (B, T, N, W), hidden=None)
                                               -> params (B, T, N, P), hidden (B, N, H)
+    params(features (*, N, H))                -> params (*, N, P), from encoder features already at hand
     mode(params (*, N, P), avail (*, N, A))   -> the greedy / deterministic actions
     sample(params, avail, generator)          -> behaviour actions (stochastic actors draw; deterministic
                                                  ones return `mode`, the learner adds exploration noise)
@@ -107,9 +108,13 @@ class RecurrentActor(nn.Module):
         features, hidden = self.encoder.features(obs, prev_actions, hidden)  # (B, T, N, H), (B, N, H)
         return (features.detach() if self.detach_encoder else features), hidden
 
+    def params(self, features: torch.Tensor) -> torch.Tensor:
+        """The head on encoder features (*, N, H) -> params (*, N, P) (for learners that hold the features)."""
+        return self.head(features)
+
     def forward(self, obs: torch.Tensor, prev_actions: torch.Tensor, hidden: torch.Tensor | None = None):
         features, hidden = self.features(obs, prev_actions, hidden)
-        return self.head(features), hidden  # (B, T, N, P), (B, N, H)
+        return self.params(features), hidden  # (B, T, N, P), (B, N, H)
 
 
 class CategoricalActor(RecurrentActor):
@@ -175,9 +180,8 @@ class DeterministicActor(RecurrentActor):
                 last.weight.uniform_(-final_init, final_init)
                 last.bias.uniform_(-final_init, final_init)
 
-    def forward(self, obs: torch.Tensor, prev_actions: torch.Tensor, hidden: torch.Tensor | None = None):
-        raw, hidden = super().forward(obs, prev_actions, hidden)
-        return self.mid + self.half_range * torch.tanh(raw), hidden  # (B, T, N, D) inside the box
+    def params(self, features: torch.Tensor) -> torch.Tensor:
+        return self.mid + self.half_range * torch.tanh(self.head(features))  # (*, N, D) inside the box
 
     def mode(self, actions: torch.Tensor, avail: torch.Tensor | None = None) -> torch.Tensor:
         return actions

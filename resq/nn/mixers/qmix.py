@@ -28,14 +28,18 @@ class QMixer(Mixer):
         embed_dim: width of the mixing layer (32 in QMIX and ResQ).
         hypernet_layers: 1 or 2 layers in the weight hypernetworks (ResQ: 2).
         hypernet_embed: hidden width of 2-layer hypernetworks (ResQ: 64).
+        nonnegative: take |W1|, |W2| (QMIX). False drops the absolute values, so the mixer is no longer
+            monotonic (NQMIX-M, the NQMIX paper's ablation; only NQMIX's sign rule can use it).
     """
 
     monotonic = True
 
     def __init__(
-        self, n_agents: int, state_dim: int, embed_dim: int = 32, hypernet_layers: int = 2, hypernet_embed: int = 64
+        self, n_agents: int, state_dim: int, embed_dim: int = 32, hypernet_layers: int = 2, hypernet_embed: int = 64,
+        nonnegative: bool = True,
     ) -> None:
         super().__init__(n_agents, state_dim)
+        self.nonnegative = self.monotonic = bool(nonnegative)
         self.embed_dim = embed_dim
         self.hyper_w1 = _hypernet(state_dim, n_agents * embed_dim, hypernet_layers, hypernet_embed)
         self.hyper_w2 = _hypernet(state_dim, embed_dim, hypernet_layers, hypernet_embed)
@@ -44,8 +48,11 @@ class QMixer(Mixer):
 
     def mix(self, q_taken: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
         m = q_taken.shape[0]
-        w1 = self.hyper_w1(state).abs().view(m, self.n_agents, self.embed_dim)  # (M, N, E)
+        w1, w2 = self.hyper_w1(state), self.hyper_w2(state)
+        if self.nonnegative:
+            w1, w2 = w1.abs(), w2.abs()
+        w1 = w1.view(m, self.n_agents, self.embed_dim)  # (M, N, E)
         b1 = self.hyper_b1(state).view(m, 1, self.embed_dim)  # (M, 1, E)
         hidden = F.elu(torch.bmm(q_taken.view(m, 1, self.n_agents), w1) + b1)  # (M, 1, E)
-        w2 = self.hyper_w2(state).abs().view(m, self.embed_dim, 1)  # (M, E, 1)
+        w2 = w2.view(m, self.embed_dim, 1)  # (M, E, 1)
         return torch.bmm(hidden, w2).view(m, 1) + self.value(state)  # (M, 1)
