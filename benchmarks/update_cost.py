@@ -67,15 +67,30 @@ def fill_buffer(datamodule: RolloutDataModule, learner, epsilon: float = 1.0) ->
 
 def update_step(learner) -> Callable[[EpisodeBatch], None]:
     """One full gradient step as training runs it, outside Lightning: losses (with the algorithm's loss
-    weights), backward, gradient-norm clipping, optimizer step."""
-    optimizer = learner.configure_optimizers()
+    weights), backward, gradient-norm clipping over the optimizer's parameters, optimizer step. An
+    actor-critic learner (`update_order`, one optimizer per update) runs each of its due updates."""
+    optimizers = learner.configure_optimizers()
+    if hasattr(learner, "losses"):
+        updates = [(learner.losses, optimizers)]
+    else:  # resq.learners.ActorCritic: critic, then actor (every actor_update_interval), ...
+        named = dict(zip(learner._optimizer_names, optimizers))
+        updates = [(getattr(learner, f"{name}_losses"), named[name], name) for name in learner.update_order]
 
-    def update(batch: EpisodeBatch) -> None:
-        loss = learner.total_loss(learner.losses(batch))
+    def step(losses, optimizer, batch) -> None:
+        loss = learner.total_loss(losses(batch))
         optimizer.zero_grad()
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(learner.parameters(), learner.grad_clip)
+        torch.nn.utils.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]], learner.grad_clip)
         optimizer.step()
+
+    def update(batch: EpisodeBatch) -> None:
+        if hasattr(learner, "losses"):
+            step(learner.losses, optimizers, batch)
+            return
+        for losses, optimizer, name in updates:
+            if learner.update_due(name):
+                step(losses, optimizer, batch)
+        learner.n_updates += 1
 
     return update
 
