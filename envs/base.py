@@ -30,6 +30,7 @@ import torch
 
 DISCRETE, CONTINUOUS = "discrete", "continuous"
 ACTION_KINDS = (DISCRETE, CONTINUOUS)
+STORAGE_DTYPES = ("float32", "uint8")  # EnvSpec.obs_storage / state_storage
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,11 @@ class EnvSpec:
     Discrete envs give `n_actions` (A, per agent). Continuous envs set `action_kind="continuous"`,
     `action_dim` (D, per agent) and the box bounds `action_low`, `action_high` (D floats each, the same
     box for every agent), and leave `n_actions` 0; `EnvSpec.continuous(...)` builds one.
+
+    `obs_storage` and `state_storage` name the dtype the replay buffer keeps observations and states
+    in: "float32" (the default) or "uint8" for envs whose every value is an integer in 0..255 (grid
+    counts and flags), a quarter of the bytes; the buffer refuses a value that would not survive it and
+    hands out float32 either way.
     """
 
     n_agents: int
@@ -51,10 +57,15 @@ class EnvSpec:
     action_dim: int = 0
     action_low: tuple[float, ...] = ()
     action_high: tuple[float, ...] = ()
+    obs_storage: str = "float32"
+    state_storage: str = "float32"
 
     def __post_init__(self) -> None:
         for name in ("n_agents", "obs_dim", "state_dim", "episode_limit"):
             _positive_int(name, getattr(self, name))
+        for name in ("obs_storage", "state_storage"):
+            if getattr(self, name) not in STORAGE_DTYPES:
+                raise ValueError(f"EnvSpec.{name} must be one of {STORAGE_DTYPES}, got {getattr(self, name)!r}")
         if self.action_kind == DISCRETE:
             _positive_int("n_actions", self.n_actions)
             if self.action_dim or self.action_low or self.action_high:

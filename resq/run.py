@@ -189,11 +189,13 @@ def run_columns(cfg: DictConfig, choices: dict[str, Any]) -> dict[str, Any]:
     return columns
 
 
-def train(cfg: DictConfig, output_dir: str | Path, choices: dict[str, Any], job: dict[str, Any] | None = None) -> dict[str, Any]:
+def train(cfg: DictConfig, output_dir: str | Path, choices: dict[str, Any], job: dict[str, Any] | None = None,
+          callbacks: list[pl.Callback] | tuple = ()) -> dict[str, Any]:
     """Run one configured experiment into `output_dir`; returns the last evaluation's row.
 
     If `output_dir` holds a finished run of this config it is not run again; if it holds a checkpoint
     of this config, training resumes from it. `job` (sweep dir, number, overrides) goes into run.json.
+    `callbacks` are extra Lightning callbacks (benchmarks/throughput.py times the loop with one).
     """
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -214,13 +216,14 @@ def train(cfg: DictConfig, output_dir: str | Path, choices: dict[str, Any], job:
     columns = run_columns(cfg, choices)
     record = RunRecord.start(output_dir, config, columns, job=job, resumed_from=str(checkpoint) if checkpoint else None)
     try:
-        return fit(cfg, output_dir, columns, checkpoint, record)
+        return fit(cfg, output_dir, columns, checkpoint, record, callbacks)
     except BaseException as error:
         record.fail(error)
         raise
 
 
-def fit(cfg: DictConfig, output_dir: Path, columns: dict[str, Any], checkpoint: Path | None, record: RunRecord) -> dict[str, Any]:
+def fit(cfg: DictConfig, output_dir: Path, columns: dict[str, Any], checkpoint: Path | None, record: RunRecord,
+        extra_callbacks: list[pl.Callback] | tuple = ()) -> dict[str, Any]:
     """Build, train (from `checkpoint` when given) and write the results; `train` owns the run record."""
     quiet_lightning()
     (output_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
@@ -231,7 +234,7 @@ def fit(cfg: DictConfig, output_dir: Path, columns: dict[str, Any], checkpoint: 
     learner = build_learner(cfg, datamodule.spec, columns)  # the run columns name the algorithm and env
     metrics = MetricsCSV(output_dir / "metrics.csv", columns)
     every_n_epochs = checkpoint_epochs(cfg)
-    callbacks: list[pl.Callback] = [metrics, *checkpoint_callbacks(output_dir, every_n_epochs)]
+    callbacks: list[pl.Callback] = [metrics, *checkpoint_callbacks(output_dir, every_n_epochs), *extra_callbacks]
     # A live bar only on a terminal; logs (SLURM, CI, sweeps) get one line per evaluation instead.
     progress_bar = bool(cfg.trainer.get("enable_progress_bar", True)) and sys.stdout.isatty()
     if progress_bar:

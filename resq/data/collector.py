@@ -73,6 +73,7 @@ class EpisodeCollector:
         episodes.write_observation(0, step)
         hidden = policy.initial_state(env.n_envs)
         active = torch.ones(env.n_envs, dtype=torch.bool)
+        n_active = env.n_envs
         last_t = spec.episode_limit - 1
         skip_policy = epsilon >= 1.0 and spec.discrete
         for t in range(spec.episode_limit):
@@ -86,10 +87,12 @@ class EpisodeCollector:
                     step.obs, episodes.prev_actions_at(t), step.avail, hidden, epsilon, self.generator
                 )
             step = env.step(actions)
-            episodes.write_transition(t, actions, step, active)
-            episodes.write_observation(t + 1, step, rows=active)
+            rows = None if n_active == env.n_envs else active  # None: every env, written without a mask
+            episodes.write_transition(t, actions, step, rows)
+            episodes.write_observation(t + 1, step, rows=rows)
             active = active & ~step.done
-            if not active.any():
+            n_active = int(active.sum())
+            if n_active == 0:
                 last_t = t
                 break
         return episodes.truncate(last_t + 1)

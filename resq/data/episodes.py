@@ -40,16 +40,21 @@ class EpisodeBatch:
     info: dict[str, float] = field(default_factory=dict)
 
     @classmethod
-    def empty(cls, spec: EnvSpec, batch_size: int, max_steps: int | None = None) -> EpisodeBatch:
+    def empty(cls, spec: EnvSpec, batch_size: int, max_steps: int | None = None, storage: bool = False) -> EpisodeBatch:
+        """Zeros for `batch_size` episodes of up to `max_steps` (default: the episode limit); with `storage`
+        obs and state take the spec's storage dtypes (the replay buffer), else float32."""
         b, t = batch_size, max_steps or spec.episode_limit
         n = spec.n_agents
         if spec.discrete:
             actions = torch.zeros(b, t, n, dtype=torch.long)
         else:
             actions = torch.zeros(b, t, n, spec.action_dim)
+        obs_dtype, state_dtype = (
+            (getattr(torch, spec.obs_storage), getattr(torch, spec.state_storage)) if storage else (torch.float32,) * 2
+        )
         return cls(
-            obs=torch.zeros(b, t + 1, n, spec.obs_dim),
-            state=torch.zeros(b, t + 1, spec.state_dim),
+            obs=torch.zeros(b, t + 1, n, spec.obs_dim, dtype=obs_dtype),
+            state=torch.zeros(b, t + 1, spec.state_dim, dtype=state_dtype),
             avail=torch.zeros(b, t + 1, n, spec.avail_dim, dtype=torch.bool),
             actions=actions,
             reward=torch.zeros(b, t, 1),
@@ -104,10 +109,19 @@ class EpisodeBatch:
 
     @property
     def prev_actions_onehot(self) -> torch.Tensor:
-        """(B, T+1, N, A): one-hot of the action taken before each observation row; zeros at row 0."""
+        """(B, T+1, N, A): one-hot of the action taken before each observation row; zeros at row 0.
+
+        Computed once per batch (every head of a learner reads it) and recomputed when `actions` is
+        replaced or changed in place (its version counter moves)."""
         self._require_discrete("prev_actions_onehot")
+        key = (id(self.actions), self.actions._version, self.avail.shape[-1])
+        cached = self.__dict__.get("_prev_actions_onehot")
+        if cached is not None and cached[0] == key:
+            return cached[1]
         onehot = F.one_hot(self.actions, self.avail.shape[-1]).float()  # (B, T, N, A)
-        return F.pad(onehot, (0, 0, 0, 0, 1, 0))  # (B, T+1, N, A)
+        onehot = F.pad(onehot, (0, 0, 0, 0, 1, 0))  # (B, T+1, N, A)
+        self.__dict__["_prev_actions_onehot"] = (key, onehot, self.actions)  # holding actions keeps its id unique
+        return onehot
 
     def prev_actions_onehot_at(self, t: int) -> torch.Tensor:
         """(B, N, A): the last-action input at observation row t, for acting step by step."""
@@ -145,8 +159,17 @@ class EpisodeBatch:
         self.state[rows, t] = step.state[rows]
         self.avail[rows, t] = step.avail[rows]
 
-    def write_transition(self, t: int, actions: torch.Tensor, step: TimeStep, active: torch.Tensor) -> None:
-        """Store step t: the actions taken and what came back, for the envs still `active` (B,) bool."""
+    def write_transition(self, t: int, actions: torch.Tensor, step: TimeStep, active: torch.Tensor | None = None) -> None:
+        """Store step t: the actions taken and what came back, for the envs still `active` (B,) bool
+        (None: every env is still active)."""
+        if active is None:  # the common case, written without masks (the same values)
+            self.actions[:, t] = actions
+            self.reward[:, t] = step.reward[:, None]
+            self.terminated[:, t] = step.terminated[:, None]
+            self.filled[:, t] = 1.0
+            if step.battle_won is not None:
+                self.battle_won |= step.battle_won
+            return
         act = active.float()[:, None]
         self.actions[active, t] = actions[active]
         self.reward[:, t] = step.reward[:, None] * act
@@ -182,7 +205,8 @@ class EpisodeBuffer:
     """A ring buffer of whole episodes, preallocated for `capacity` episodes of up to `spec.episode_limit` steps.
 
     `sample` draws episodes uniformly and cuts time to the longest episode drawn, so short episodes
-    do not pay for the padding of the longest possible one.
+    do not pay for the padding of the longest possible one. Observations and states are kept in the
+    spec's `obs_storage` / `state_storage` dtype (uint8 for small-integer envs) and sampled as float32.
     """
 
     def __init__(self, spec: EnvSpec, capacity: int) -> None:
@@ -190,7 +214,7 @@ class EpisodeBuffer:
             raise ValueError(f"buffer capacity must be >= 1 episode, got {capacity}")
         self.spec = spec
         self.capacity = capacity
-        self._storage = EpisodeBatch.empty(spec, capacity)
+        self._storage = EpisodeBatch.empty(spec, capacity, storage=True)
         self._next = 0
         self._size = 0
 
@@ -204,7 +228,13 @@ class EpisodeBuffer:
         b = episodes.batch_size
         if b > self.capacity:
             raise ValueError(f"cannot insert {b} episodes into a buffer of capacity {self.capacity}")
-        idx = (torch.arange(b) + self._next) % self.capacity
+        if self._next + b <= self.capacity:  # one block of rows: plain slices, written in place
+            idx = slice(self._next, self._next + b)
+        else:  # wrapping around the end of the ring
+            idx = (torch.arange(b) + self._next) % self.capacity
+        for name in ("obs", "state"):  # all checked before anything is written
+            if getattr(self._storage, name).dtype == torch.uint8:
+                _check_uint8(name, getattr(episodes, name))
         t = episodes.max_steps
         for name in _STORED:
             src, dst = getattr(episodes, name), getattr(self._storage, name)
@@ -223,8 +253,19 @@ class EpisodeBuffer:
         if not self.can_sample(batch_size):
             raise ValueError(f"buffer holds {self._size} episodes, cannot sample {batch_size}")
         idx = torch.randperm(self._size, generator=generator)[:batch_size]
-        batch = self._storage.select(idx)
-        return batch.truncate(int(batch.lengths.max()))
+        # Copy only the columns up to the longest episode drawn (what `select(idx).truncate(t)` keeps).
+        t = int(self._storage.filled[idx, :, 0].sum(1).max())
+        storage = self._storage
+        return EpisodeBatch(
+            obs=storage.obs[idx, : t + 1].float(),  # a no-op for float32 storage
+            state=storage.state[idx, : t + 1].float(),
+            avail=storage.avail[idx, : t + 1],
+            actions=storage.actions[idx, :t],
+            reward=storage.reward[idx, :t],
+            terminated=storage.terminated[idx, :t],
+            filled=storage.filled[idx, :t],
+            battle_won=storage.battle_won[idx],
+        )
 
     def state_dict(self) -> dict:
         return {
@@ -237,3 +278,14 @@ class EpisodeBuffer:
         self._next, self._size = int(state["next"]), int(state["size"])
         for name in _STORED:
             getattr(self._storage, name)[: self._size] = state[name]
+
+
+def _check_uint8(name: str, values: torch.Tensor) -> None:
+    """Refuse (before anything is written) a value that uint8 storage would change."""
+    bad = (values < 0) | (values > 255) | (values != values.round())  # nan fails the last test too
+    if bad.any():
+        example = values[bad][0].item()
+        raise ValueError(
+            f"the replay buffer stores {name} as uint8 (EnvSpec.{name}_storage='uint8' promises integers in 0..255) "
+            f"but the env produced {name} value {example!r}. Fix the env's EnvSpec: {name}_storage='float32'"
+        )

@@ -184,7 +184,8 @@ class DistributionalValueFactorization(ValueFactorization):
         if "residual" in self.nets:
             w_r = self.residual_weights(batch, q_main)  # (B, T, 1)
             residual = self.nets["residual"]
-            features_r = batch.current(residual.features(batch.obs, batch.prev_actions_onehot))  # (B, T, N, H)
+            # rows 0..T-1 only: a recurrent agent's row t depends on rows <= t
+            features_r = residual.features(batch.current(batch.obs), batch.current(batch.prev_actions_onehot))  # (B, T, N, H)
             z_r = self.residual_value(residual.quantiles(features_r, tau), actions, state)  # (B, T, K), <= 0
             z_pred = z_tot + w_r * z_r
             out["q_r_mean"] = masked_mean(z_r.detach().mean(-1, keepdim=True), mask)
@@ -192,7 +193,7 @@ class DistributionalValueFactorization(ValueFactorization):
         out["loss_td"] = quantile_huber_loss(z_pred, tau, y, mask, self.kappa)
         if "central" in self.nets:
             central = self.nets["central"]
-            features_c = batch.current(central.features(batch.obs, batch.prev_actions_onehot))  # (B, T, N, H)
+            features_c = central.features(batch.current(batch.obs), batch.current(batch.prev_actions_onehot))  # (B, T, N, H)
             tau_jt = self.sample(features_c, self.n_quantiles)  # (B, T, K): its own levels
             z_jt = central(central.quantiles(features_c, tau_jt), actions, state)  # (B, T, K)
             out["loss_jt"] = quantile_huber_loss(z_jt, tau_jt, y, mask, self.kappa)

@@ -110,7 +110,7 @@ class QTRAN(ValueFactorization):
         q_t = batch.current(q)  # (B, T, N, A)
         y = self.td_targets(batch, q.detach())  # (B, T, 1)
         central = self.nets["central"]
-        q_c = batch.current(self.utilities(self.nets, "central", batch))  # (B, T, N, A)
+        q_c = self.current_utilities(self.nets, "central", batch)  # (B, T, N, A)
         q_jt = central(q_c, actions, state, avail)  # (B, T, 1)
         out: dict[str, torch.Tensor] = {"loss_jt": masked_mean((q_jt - y) ** 2, mask)}
 

@@ -218,6 +218,18 @@ class ValueFactorization(pl.LightningModule):
         """(B, T+1, N, A) utilities of `head`'s agent network over the whole batch."""
         return nets[head].utilities(batch.obs, batch.prev_actions_onehot)
 
+    def current_utilities(self, nets: nn.ModuleDict, head: str, batch: EpisodeBatch) -> torch.Tensor:
+        """(B, T, N, A) = `batch.current(utilities(...))`, without running the agent on row T: an agent's
+        utility at row t depends on rows <= t only (recurrent or feed-forward agents alike)."""
+        return nets[head].utilities(batch.current(batch.obs), batch.current(batch.prev_actions_onehot))
+
+    def following_utilities(self, nets: nn.ModuleDict, head: str, batch: EpisodeBatch) -> torch.Tensor:
+        """(B, T, N, A) = `batch.following(utilities(...))`; a feed-forward agent (`recurrent = False`)
+        skips row 0, a recurrent one needs it for its hidden state."""
+        if getattr(getattr(nets[head], "agent", None), "recurrent", True):
+            return batch.following(self.utilities(nets, head, batch))
+        return nets[head].utilities(batch.following(batch.obs), batch.following(batch.prev_actions_onehot))
+
     def residual_value(
         self, q_r: torch.Tensor, actions: torch.Tensor, state: torch.Tensor, avail: torch.Tensor | None = None
     ) -> torch.Tensor:
@@ -238,9 +250,12 @@ class ValueFactorization(pl.LightningModule):
     def td_targets(self, batch: EpisodeBatch, q_main: torch.Tensor) -> torch.Tensor:
         """y (B, T, 1): TD(lambda) from the target bootstrap head at the greedy next actions."""
         head = self.joint_head
-        chooser = q_main if self.double_q else self.utilities(self.target_nets, "main", batch)
-        greedy_next = masked_argmax(batch.following(chooser), batch.following(batch.avail))  # (B, T, N)
-        q_next = batch.following(self.utilities(self.target_nets, head, batch))  # (B, T, N, A)
+        if self.double_q:
+            chooser = batch.following(q_main)  # (B, T, N, A)
+        else:
+            chooser = self.following_utilities(self.target_nets, "main", batch)  # (B, T, N, A)
+        greedy_next = masked_argmax(chooser, batch.following(batch.avail))  # (B, T, N)
+        q_next = self.following_utilities(self.target_nets, head, batch)  # (B, T, N, A)
         next_value = self.target_nets[head](
             q_next, greedy_next, batch.following(batch.state), batch.following(batch.avail)
         )  # (B, T, 1), or (B, T, N) for independent learners
@@ -258,13 +273,13 @@ class ValueFactorization(pl.LightningModule):
         greedy = masked_argmax(q_t.detach(), avail)  # (B, T, N)
         if "residual" in self.nets:
             w_r = residual_mask(actions, greedy)  # (B, T, 1)
-            q_r = self.residual_value(batch.current(self.utilities(self.nets, "residual", batch)), actions, state, avail)
+            q_r = self.residual_value(self.current_utilities(self.nets, "residual", batch), actions, state, avail)
             q_pred = q_tot + w_r * q_r
             out["q_r_mean"] = masked_mean(q_r.detach(), mask)
         td_error_sq = (q_pred - y) ** 2
         q_central = None
         if "central" in self.nets:
-            q_central = batch.current(self.utilities(self.nets, "central", batch))  # (B, T, N, A)
+            q_central = self.current_utilities(self.nets, "central", batch)  # (B, T, N, A)
             q_jt = self.nets["central"](q_central, actions, state, avail)  # (B, T, 1)
             out["loss_jt"] = masked_mean((q_jt - y) ** 2, mask)
         if self.td_weighting is not None:

@@ -17,6 +17,7 @@ from resq.nn.mixers import (
     QuantileMLPMixer,
     VDNMixer,
 )
+from resq.nn.mlp_agent import MLPAgent
 from resq.nn.quantile_joint import QuantileJointValue, gather_action_quantiles
 from resq.nn.quantiles import midpoint_taus, quantile_huber_loss, sample_taus
 from resq.nn.returns import td_lambda_returns
@@ -29,6 +30,7 @@ __all__ = [
     "FeedForwardMixer",
     "IQNAgent",
     "JointValue",
+    "MLPAgent",
     "Mixer",
     "PerQuantileMixer",
     "QMixer",

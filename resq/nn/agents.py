@@ -55,6 +55,12 @@ class RNNAgent(nn.Module):
         """GRU features (B, T, N, H) and the final hidden state (B, N, H)."""
         b, t, n, _ = obs.shape
         x = F.relu(self.fc_in(self.inputs(obs, prev_actions_onehot)))  # (B, T, N, H)
+        if t == 1 and hidden is not None and not torch.is_grad_enabled():
+            # One step while acting: the GRU cell itself, without nn.GRU's per-call checks (the same numbers).
+            rnn = self.rnn
+            h = torch.gru_cell(x.reshape(b * n, self.hidden_dim), hidden.reshape(b * n, self.hidden_dim),
+                               rnn.weight_ih_l0, rnn.weight_hh_l0, rnn.bias_ih_l0, rnn.bias_hh_l0)  # (B*N, H)
+            return h.reshape(b, 1, n, self.hidden_dim), h.reshape(b, n, self.hidden_dim)
         x = x.transpose(1, 2).reshape(b * n, t, self.hidden_dim)  # (B*N, T, H)
         h0 = None if hidden is None else hidden.reshape(1, b * n, self.hidden_dim)
         out, h = self.rnn(x, h0)  # (B*N, T, H), (1, B*N, H)

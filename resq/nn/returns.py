@@ -30,15 +30,19 @@ def td_lambda_returns(
     if not (reward.shape[:2] == terminated.shape[:2] == mask.shape[:2] == next_value.shape[:2]):
         raise ValueError("reward, terminated, mask and next_value must share (B, T)")
     steps = reward.shape[1]
-    returns = torch.zeros_like(next_value)
+    # The per-step factors, computed once for all t (the loop below is the cost of long episodes).
+    discount = gamma * (1.0 - terminated)  # (B, T, *)
+    blend = (1.0 - td_lambda) * next_value  # (B, T, *)
+    if td_lambda == 0.0:  # one-step targets: r_t + gamma (1 - d_t) V_{t+1}, no recursion
+        return reward + discount * blend
+    taken_next = mask[:, 1:] > 0  # (B, T-1, *): step t+1 was taken, so G_{t+1} is a real return
+    returns = torch.empty_like(next_value)
     g_next = next_value[:, -1]
     for t in reversed(range(steps)):
         if t + 1 < steps:
-            g_next = torch.where(mask[:, t + 1] > 0, g_next, next_value[:, t])
+            g_next = torch.where(taken_next[:, t], g_next, next_value[:, t])
         else:
             g_next = next_value[:, t]
-        returns[:, t] = reward[:, t] + gamma * (1.0 - terminated[:, t]) * (
-            (1.0 - td_lambda) * next_value[:, t] + td_lambda * g_next
-        )
-        g_next = returns[:, t]
+        g_next = reward[:, t] + discount[:, t] * (blend[:, t] + td_lambda * g_next)
+        returns[:, t] = g_next
     return returns
