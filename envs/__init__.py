@@ -1,9 +1,49 @@
 """Environments for the suite: one batched torch interface (`BatchedEnv`) and a frozen `EnvSpec`.
 
-Heavy or optional environment packages are imported lazily inside their adapters.
+Names are imported on first use (PEP 562), so `import envs.sc2_worker` in a StarCraft worker process
+loads neither torch nor any adapter, and optional environment packages (smac, jax/jaxmarl,
+pettingzoo, gymnasium, lbforaging) are imported only when their adapter is built.
 """
 
-from envs.base import BatchedEnv, EnvSpec, TimeStep
-from envs.matrix import MatrixGame, payoff_tensor
+from __future__ import annotations
 
-__all__ = ["BatchedEnv", "EnvSpec", "MatrixGame", "TimeStep", "payoff_tensor"]
+import importlib
+from typing import TYPE_CHECKING
+
+_EXPORTS = {
+    "BatchedEnv": "envs.base",
+    "EnvSpec": "envs.base",
+    "TimeStep": "envs.base",
+    "MatrixGame": "envs.matrix",
+    "payoff_tensor": "envs.matrix",
+    "MissingPackageError": "envs.optional",
+    "SMACEnv": "envs.smac",
+    "StarCraftUnavailableError": "envs.smac",
+    "SMAXEnv": "envs.smax",
+    "PettingZooEnv": "envs.pettingzoo",
+    "GymMultiAgentEnv": "envs.gymma",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'envs' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))
+
+
+if TYPE_CHECKING:
+    from envs.base import BatchedEnv, EnvSpec, TimeStep
+    from envs.gymma import GymMultiAgentEnv
+    from envs.matrix import MatrixGame, payoff_tensor
+    from envs.optional import MissingPackageError
+    from envs.pettingzoo import PettingZooEnv
+    from envs.smac import SMACEnv, StarCraftUnavailableError
+    from envs.smax import SMAXEnv
