@@ -1,7 +1,8 @@
 """Real SMAC (StarCraft II) as a `BatchedEnv`: B `StarCraft2Env` instances, each in its own process.
 
-Every copy lives in a worker process (pipes, as pymarl's parallel runner) that owns one StarCraft II
-game; the workers step in parallel and send numpy arrays back, which become torch tensors here.
+Every copy lives in a worker process (a fresh `python -m envs.sc2_worker` on a socket pair, like
+pymarl's parallel runner's pipes) that owns one StarCraft II game; the workers step in parallel and
+send numpy arrays back, which become torch tensors here.
 
     obs (B, N, O) = get_obs()      state (B, S) = get_state()      avail (B, N, A) = get_avail_actions()
     reward = SMAC's (scaled) team reward      battle_won = info["battle_won"]
@@ -19,8 +20,8 @@ worker starts, so a run without them stops at once with the fix. Tests inject a 
 
 from __future__ import annotations
 
-import multiprocessing as mp
 import os
+import subprocess
 import weakref
 from collections.abc import Callable
 from pathlib import Path
@@ -31,7 +32,7 @@ import torch
 
 from envs.base import BatchedEnv, EnvSpec, TimeStep
 from envs.optional import MissingPackageError, require
-from envs.sc2_worker import starcraft2_env, work
+from envs.sc2_worker import start_worker, starcraft2_env
 from envs.smax import SMAC_TO_SMAX, smax_config_names
 
 SMAC_INSTALL = 'pip install "smac @ git+https://github.com/oxwhirl/smac.git"   (or: pip install -e ".[smac]")'
@@ -84,10 +85,11 @@ def _shutdown(conns, processes, timeout: float) -> None:
         except (BrokenPipeError, EOFError, OSError):
             pass
     for process in processes:
-        process.join(timeout)
-        if process.is_alive():
-            process.terminate()
-            process.join(timeout)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout)
     for conn in conns:
         conn.close()
 
@@ -102,8 +104,6 @@ class SMACEnv(BatchedEnv):
         factory: builds one game from StarCraft2Env's keyword arguments inside its worker; None = the real
             `smac.env.StarCraft2Env` (after checking that smac, StarCraft II and the map are installed).
             Must be picklable (a module-level class or function, or a functools.partial of one).
-        start_method: multiprocessing start method of the workers ("spawn" is safe with torch and jax
-            loaded in the parent; "fork" starts faster).
         timeout: seconds to wait for a worker's answer (launching StarCraft II is slow) before failing.
         **env_kwargs: passed to StarCraft2Env (difficulty, reward_scale_rate, state_last_action, ...).
     """
@@ -114,7 +114,6 @@ class SMACEnv(BatchedEnv):
         n_envs: int = 1,
         seed: int = 0,
         factory: Callable[..., Any] | None = None,
-        start_method: str = "spawn",
         timeout: float = 600.0,
         **env_kwargs: Any,
     ) -> None:
@@ -130,24 +129,13 @@ class SMACEnv(BatchedEnv):
         self.map_name = map_name
         self.n_envs = n_envs
         self.timeout = float(timeout)
-        context = mp.get_context(start_method)
         self._conns, self._processes = [], []
         for b in range(n_envs):
-            parent, child = context.Pipe()
-            kwargs = {**env_kwargs, "map_name": map_name, "seed": seed + b}
-            process = context.Process(target=work, args=(child, factory, kwargs), daemon=True,
-                                      name=f"smac-{map_name}-{b}")
-            process.start()
-            child.close()
-            self._conns.append(parent)
+            conn, process = start_worker(factory, {**env_kwargs, "map_name": map_name, "seed": seed + b})
+            self._conns.append(conn)
             self._processes.append(process)
         self._finalizer = weakref.finalize(self, _shutdown, self._conns, self._processes, 10.0)
-        try:
-            infos = self._ask_all([("info", None)] * n_envs)
-        except Exception:
-            self.close()
-            raise
-        info = infos[0]
+        info = self._ask_all([("info", None)] * n_envs)[0]
         self.spec = EnvSpec(
             n_agents=int(info["n_agents"]),
             n_actions=int(info["n_actions"]),
@@ -167,9 +155,17 @@ class SMACEnv(BatchedEnv):
 
     # ---- worker messaging ------------------------------------------------------------------------
     def _ask_all(self, requests: list[tuple[str, Any] | None]) -> list[Any]:
-        """Send request b to worker b (None = skip it), then collect the answers in order."""
+        """Send request b to worker b (None = skip it), then collect the answers in order. A worker that
+        fails, dies or times out leaves the games out of step with each other: the env is closed."""
         if not self._processes:
             raise RuntimeError(f"SMACEnv({self.map_name!r}) is closed")
+        try:
+            return self._exchange(requests)
+        except Exception as error:
+            self.close()
+            raise RuntimeError(f"{error} (all {self.n_envs} SMAC workers are now closed)") from error
+
+    def _exchange(self, requests: list[tuple[str, Any] | None]) -> list[Any]:
         for conn, request in zip(self._conns, requests):
             if request is not None:
                 conn.send(request)
@@ -184,7 +180,7 @@ class SMACEnv(BatchedEnv):
             try:
                 status, payload = conn.recv()
             except EOFError:
-                code = self._processes[b].exitcode
+                code = self._processes[b].poll()
                 raise RuntimeError(f"SMAC worker {b} ({self.map_name}) died (exit code {code}) during "
                                    f"{request[0]!r}") from None
             if status == "error":

@@ -113,7 +113,7 @@ class _Compiled:
             # carry: game states, terminated, truncated, won, and the last (obs, state, avail)
             return strong((states, no, no, no, *observe(obs), avail_of(states)))
 
-        def step(key, carry, actions):
+        def step(key, carry, actions, max_steps):
             states, terminated, truncated, won, last_obs, last_state, _ = carry
             key, sub = jax.random.split(key)
             keys = jax.random.split(sub, actions.shape[0])
@@ -134,7 +134,7 @@ class _Compiled:
             allies_dead = ~alive[:, :n_allies].any(-1)
             enemies_dead = ~alive[:, n_allies:].any(-1)
             over = allies_dead | enemies_dead
-            time_out = states.state.step >= env.max_steps
+            time_out = states.state.step >= max_steps
             carry = (states, jnp.where(ended, terminated, over), jnp.where(ended, truncated, time_out & ~over),
                      jnp.where(ended, won, enemies_dead & ~allies_dead), keep(last_obs, obs), keep(last_state, state),
                      avail_of(states))
@@ -189,13 +189,16 @@ class SMAXEnv(BatchedEnv):
             raise ValueError(f"env.reward_scale must be finite, got {reward_scale}")
         jax, _ = _import_jax()
         self._jax = jax
-        settings = dict(max_steps=int(max_steps), see_enemy_actions=bool(see_enemy_actions),
+        # The time limit is an argument of the compiled step, not part of the game (SMAX's own max_steps only
+        # sets a `done` flag this adapter does not use), so envs that differ only in it share one compile.
+        settings = dict(see_enemy_actions=bool(see_enemy_actions),
                         walls_cause_death=bool(walls_cause_death), attack_mode=str(attack_mode), **smax_kwargs)
         self._game = _compiled(map_name, settings)
         env = self._game.env
         self.map_name = map_name
         self.n_envs = n_envs
         self.reward_scale = float(reward_scale)
+        self._max_steps = jax.numpy.int32(max_steps)
         self.spec = EnvSpec(
             n_agents=int(env.num_allies),
             n_actions=int(env.num_ally_actions),
@@ -224,5 +227,5 @@ class SMAXEnv(BatchedEnv):
         if tuple(actions.shape) != (self.n_envs, self.spec.n_agents):
             raise ValueError(f"actions must have shape {(self.n_envs, self.spec.n_agents)}, got {tuple(actions.shape)}")
         acts = self._jax.numpy.asarray(actions.numpy().astype(np.int32))
-        self._key, self._carry, reward = self._game.step(self._key, self._carry, acts)
+        self._key, self._carry, reward = self._game.step(self._key, self._carry, acts, self._max_steps)
         return self._timestep(reward)

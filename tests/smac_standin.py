@@ -8,7 +8,8 @@ through `factory=StandInStarCraft2Env`. The game is scripted so that tests can p
 - the reward of step t is t / 10 (plus 5 on a win); info carries battle_won, dead_allies, dead_enemies;
 - agent 0 dies after step 2 (then, as in SMAC, only no-op is available to it); a live agent may stop,
   move, and attack enemy j only when (t + j) is even, so the masks change every step;
-- observation row i is [t, last action of agent i, seed, pid of the process running the game, 0...];
+- observation row i is [t, last action of agent i, seed, pid of the process running the game,
+  1 if torch is loaded in that process, 0...];
   the state is [t, seed, pid, 0...];
 - like SMAC, an unavailable action is an error, and so is stepping before reset().
 """
@@ -16,6 +17,7 @@ through `factory=StandInStarCraft2Env`. The game is scripted so that tests can p
 from __future__ import annotations
 
 import os
+import sys
 
 import numpy as np
 
@@ -97,7 +99,7 @@ class StandInStarCraft2Env:
         rows = []
         for i in range(self.n_agents):
             row = np.zeros(self.obs_shape, dtype=np.float32)
-            row[:4] = [self._t, self._last[i], self.seed, os.getpid()]
+            row[:5] = [self._t, self._last[i], self.seed, os.getpid(), "torch" in sys.modules]
             rows.append(row)
         return rows
 

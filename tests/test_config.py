@@ -5,7 +5,7 @@ from hydra.errors import ConfigCompositionException, MissingConfigException
 
 from resq.learners import IncompatibleComponentsError
 from resq.run import ConfigError, build_datamodule, build_learner, check_config
-from tests.conftest import compose_config, options
+from tests.conftest import EXTERNAL_ENV_TARGETS, compose_config, env_target, options
 
 
 def build(overrides):
@@ -16,7 +16,8 @@ def build(overrides):
 
 
 @pytest.mark.parametrize("algorithm", options("algorithm"))
-@pytest.mark.parametrize("env", [e for e in options("env") if e != "matrix"])
+@pytest.mark.parametrize("env", [e for e in options("env")
+                                 if e != "matrix" and env_target(e) not in EXTERNAL_ENV_TARGETS])
 def test_every_algorithm_builds_on_every_env(algorithm, env):
     cfg, datamodule, learner = build([f"algorithm={algorithm}", f"env={env}"])
     assert learner.spec == datamodule.spec
