@@ -24,7 +24,10 @@ _EXPORTS = {
     "GymMultiAgentEnv": "envs.gymma",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "BatchedEnv", "EnvSpec", "GymMultiAgentEnv", "MatrixGame", "MissingPackageError", "PettingZooEnv", "SMACEnv",
+    "SMAXEnv", "StarCraftUnavailableError", "TimeStep", "payoff_tensor",
+]
 
 
 def __getattr__(name: str):

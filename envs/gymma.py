@@ -34,7 +34,7 @@ GYMMA_INSTALL = 'pip install -e ".[lbf]"   (or: pip install "lbforaging>=2,<3" "
 def _spaces(space, what: str, key: str) -> list:
     spaces = getattr(space, "spaces", None)
     if not isinstance(spaces, (tuple, list)):
-        raise ValueError(f"env.key={key}: the {what} space {space} is not a Tuple with one entry per agent; "
+        raise TypeError(f"env.key={key}: the {what} space {space} is not a Tuple with one entry per agent; "
                          f"this adapter is for multi-agent gymnasium envs such as lbforaging's")
     return list(spaces)
 

@@ -5,8 +5,8 @@
 
     obs (B, N, O) each agent's observation, flattened (zero-padded to the largest agent's size)
     state (B, S) `state()` flattened (the concatenated observations where the env has no state())
-    avail (B, N, A) every action available (these envs give no mask; agents with fewer actions than the
-        largest action space, and agents that have left the episode, get only their valid ones / action 0)
+    avail (B, N, A) every action available (these envs give no mask); agents with fewer actions than the
+        largest action space get only theirs, agents that terminated (left the episode) only action 0
     reward the team reward: the sum of the agents' rewards
     terminated: an agent terminated and the episode is over      truncated: every agent truncated,
         or `episode_limit` steps passed (bootstrapped)
@@ -106,17 +106,13 @@ class PettingZooEnv(BatchedEnv):
         if limit is None:
             raise ValueError(f"env.name={name} exposes no max_cycles: set the time limit with env.episode_limit=<steps>")
         self._seeds = [seed + b for b in range(n_envs)]
-        try:
-            first.reset(seed=seed)
-            state = np.asarray(first.state(), dtype=np.float32).reshape(-1)
-            self._has_state = True
-        except (NotImplementedError, AttributeError):
-            state, self._has_state = None, False
+        state_dim = self._state_size(first, seed)
+        self._has_state = state_dim is not None
         self.spec = EnvSpec(
             n_agents=len(self.agents),
             n_actions=max(self._n_valid),
             obs_dim=max(obs_sizes),
-            state_dim=state.size if self._has_state else sum(obs_sizes),
+            state_dim=state_dim if self._has_state else sum(obs_sizes),
             episode_limit=int(limit),
         )
         b, n, a = n_envs, self.spec.n_agents, self.spec.n_actions
@@ -128,7 +124,23 @@ class PettingZooEnv(BatchedEnv):
         self._avail = self._valid.expand(b, n, a).clone()
         self._terminated = torch.zeros(b, dtype=torch.bool)
         self._truncated = torch.zeros(b, dtype=torch.bool)
+        self._departed = torch.zeros(b, n, dtype=torch.bool)
         self._t = torch.zeros(b, dtype=torch.long)
+
+    @staticmethod
+    def _state_size(env, seed: int) -> int | None:
+        """Size of state(), from state_space where the env declares one, else by calling it after a
+        reset; None where the env has no state()."""
+        if not callable(getattr(env, "state", None)):
+            return None
+        space = getattr(env, "state_space", None)
+        if getattr(space, "shape", None):
+            return int(np.prod(space.shape))
+        try:
+            env.reset(seed=seed)
+            return int(np.asarray(env.state()).size)
+        except NotImplementedError:
+            return None
 
     def _store(self, b: int, env, obs: dict) -> None:
         rows = np.zeros((self.spec.n_agents, self.spec.obs_dim), dtype=np.float32)
@@ -142,16 +154,19 @@ class PettingZooEnv(BatchedEnv):
         else:
             self._state[b] = torch.from_numpy(np.concatenate(
                 [rows[i, : int(np.prod(env.observation_space(agent).shape))] for i, agent in enumerate(self.agents)]))
-        present = torch.tensor([agent in env.agents for agent in self.agents])
-        self._avail[b] = self._valid.clone()
-        self._avail[b, ~present] = False
-        self._avail[b, ~present, 0] = True  # an agent that has left may only "act" 0, which is ignored
+        # An agent that terminated (left the episode) may only "act" 0, which is ignored; one that was
+        # truncated keeps its actions, so that the target bootstraps over them.
+        departed = self._departed[b]
+        self._avail[b] = self._valid
+        self._avail[b, departed] = False
+        self._avail[b, departed, 0] = True
 
     def _timestep(self, reward: torch.Tensor) -> TimeStep:
         return TimeStep(obs=self._obs.clone(), state=self._state.clone(), avail=self._avail.clone(), reward=reward,
                         terminated=self._terminated.clone(), truncated=self._truncated.clone())
 
     def reset(self) -> TimeStep:
+        self._departed.zero_()
         for b, env in enumerate(self.envs):
             seed, self._seeds[b] = self._seeds[b], None
             obs, _ = env.reset(seed=seed)
@@ -173,6 +188,9 @@ class PettingZooEnv(BatchedEnv):
             obs, rewards, terminations, truncations, _ = env.step(acting)
             self._t[b] += 1
             reward[b] = float(sum(rewards.values()))
+            for i, agent in enumerate(self.agents):
+                if terminations.get(agent, False):
+                    self._departed[b, i] = True
             self._store(b, env, obs)
             if not env.agents or self._t[b] >= self.spec.episode_limit:
                 terminal = any(terminations.get(agent, False) for agent in acting) and not all(

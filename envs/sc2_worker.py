@@ -68,7 +68,7 @@ def work(conn, factory: Callable[..., Any], kwargs: dict[str, Any]) -> None:
         if env is not None:
             try:
                 env.close()
-            except Exception:  # noqa: BLE001 - closing a broken game must not hide the first error
+            except Exception:  # noqa: BLE001, S110 - closing a broken game must not hide the first error
                 pass
         conn.close()
 

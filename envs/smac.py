@@ -32,7 +32,7 @@ import torch
 
 from envs.base import BatchedEnv, EnvSpec, TimeStep
 from envs.optional import MissingPackageError, require
-from envs.sc2_worker import start_worker, starcraft2_env
+from envs.sc2_worker import starcraft2_env, start_worker
 from envs.smax import SMAC_TO_SMAX, smax_config_names
 
 SMAC_INSTALL = 'pip install "smac @ git+https://github.com/oxwhirl/smac.git"   (or: pip install -e ".[smac]")'

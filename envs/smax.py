@@ -21,8 +21,6 @@ the adapter: `import envs` stays light.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import os
 from typing import Any
 
@@ -58,13 +56,16 @@ def smax_config_names() -> list[str]:
 
 
 def _import_jax():
-    """jax and JaxMARL's SMAX, imported on first use (JaxMARL prints a line at import: swallowed)."""
-    # One XLA CPU thread per run unless the user chose otherwise (runs use one torch thread too;
-    # it only takes effect if jax has not been initialised yet).
+    """jax and JaxMARL's SMAX, imported on first use.
+
+    Unless the user set them: one XLA CPU thread (runs use one torch thread too) and the CPU platform
+    (the suite is CPU-only; it also spares a log line about a missing TPU). Both take effect only if jax
+    has not been initialised yet. JaxMARL prints two lines about "submoduled environments" at import.
+    """
     os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
+    os.environ.setdefault("JAX_PLATFORMS", "cpu")
     jax = require("jax", SMAX_INSTALL)
-    with contextlib.redirect_stdout(io.StringIO()):
-        smax = require("jaxmarl.environments.smax", SMAX_INSTALL)
+    smax = require("jaxmarl.environments.smax", SMAX_INSTALL)
     return jax, smax
 
 

@@ -201,7 +201,7 @@ def test_the_starcraft_check_passes_on_an_installation_and_wants_the_map(monkeyp
 def run_cli(args, cwd, **env):
     environment = {**os.environ, "PYTHONPATH": str(ROOT), **env}
     return subprocess.run([sys.executable, "-m", "resq.run", *args], cwd=cwd, env=environment,
-                          capture_output=True, text=True, timeout=300)
+                          capture_output=True, text=True, timeout=300, check=False)
 
 
 def test_a_run_without_starcraft_stops_before_training(tmp_path):
