@@ -193,3 +193,16 @@ def test_the_fig3_experiment_runs_a_tiny_version_of_itself(tmp_path):
         algorithms.add(last["algorithm"])
     pinned = compose_config(["experiment=resq_fig3_smax"], return_hydra_config=True).hydra.sweeper.params
     assert algorithms == set(pinned.algorithm.split(",")) and len(algorithms) == 9
+
+
+def test_a_battle_that_ends_on_the_last_allowed_step_is_terminal(episodes):
+    _, steps = episodes
+    done = torch.stack([s.done for s in steps])
+    end = done.float().argmax(0)  # (B,) the step each copy's battle ended (same seed, same play below)
+    limit = int(end.min())
+    capped = SMAXEnv("3m", n_envs=B, seed=0, max_steps=limit)
+    final = play(capped, focus_fire, limit)[-1]
+    on_time = end == limit
+    assert on_time.any()
+    assert final.terminated[on_time].all() and not final.truncated[on_time].any()
+    assert final.truncated[~on_time].all() and not final.terminated[~on_time].any()
