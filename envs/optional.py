@@ -19,8 +19,8 @@ def require(module: str, install: str, why: str = "") -> ModuleType:
     try:
         return importlib.import_module(module)
     except ImportError as error:
-        reason = f" {why}" if why else ""
+        reason = f"\n{why}" if why else ""
         raise MissingPackageError(
             f"This environment needs the Python module `{module}`, which could not be imported "
-            f"({type(error).__name__}: {error}).{reason} Install it with:\n    {install}"
+            f"({type(error).__name__}: {error}). Install it with:\n    {install}{reason}"
         ) from error

@@ -113,3 +113,11 @@ def test_a_tiny_run(tmp_path):
     rows = (tmp_path / "run" / "metrics.csv").read_text().splitlines()
     last = dict(zip(rows[0].split(","), rows[-1].split(",")))
     assert len(rows) == 4 and last["env"] == "lbf" and float(last["test/ep_length_mean"]) <= 10
+
+
+def test_without_lbforaging_the_message_says_what_to_install(monkeypatch):
+    from envs import MissingPackageError
+
+    monkeypatch.setitem(sys.modules, "lbforaging", None)
+    with pytest.raises(MissingPackageError, match=r'pip install -e "\.\[lbf\]"'):
+        GymMultiAgentEnv(KEY)

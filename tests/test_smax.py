@@ -206,3 +206,11 @@ def test_a_battle_that_ends_on_the_last_allowed_step_is_terminal(episodes):
     assert on_time.any()
     assert final.terminated[on_time].all() and not final.truncated[on_time].any()
     assert final.truncated[~on_time].all() and not final.terminated[~on_time].any()
+
+
+def test_without_jaxmarl_the_message_says_what_to_install(monkeypatch):
+    from envs import MissingPackageError
+
+    monkeypatch.setitem(sys.modules, "jaxmarl.environments.smax", None)
+    with pytest.raises(MissingPackageError, match=r'pip install -e "\.\[smax\]"'):
+        SMAXEnv("3s_vs_5z")
