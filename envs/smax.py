@@ -82,7 +82,7 @@ def _scenario(name: str):
     return smax.map_name_to_scenario(name)
 
 
-_COMPILED: dict[tuple, _Compiled] = {}
+_COMPILED: dict[tuple[str, str], _Compiled] = {}
 
 
 class _Compiled:
@@ -147,7 +147,7 @@ class _Compiled:
 
 
 def _compiled(map_name: str, settings: dict[str, Any]) -> _Compiled:
-    key = (map_name, tuple(sorted(settings.items())))
+    key = (map_name, repr(sorted(settings.items())))  # repr: settings may hold lists (unit stats)
     if key not in _COMPILED:
         _COMPILED[key] = _Compiled(map_name, settings)
     return _COMPILED[key]
