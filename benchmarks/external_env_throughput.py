@@ -8,8 +8,9 @@ stepped with uniformly random available actions (a copy that has ended is reset 
 every copy has ended, as the collector does); JAX compiles before the clock starts. One "env step" is
 one step of one running copy, as t_env counts them (copies that ended and wait for the others do not count). `smac_standin` is SMAC's adapter on the
 stand-in game of tests/smac_standin.py: it measures the worker-process round trip, not StarCraft II.
-Numbers depend on the machine's load: compare the ratios of one run.
-With --out FILE, writes {env: {B: steps_per_s}} as JSON.
+Numbers depend on the machine's load: compare the ratios of one run, and prefer the per-CPU-second
+rate on a shared machine. With --out FILE, writes {env: {B: steps_per_s}} as JSON (wall clock) and
+FILE_cpu.json (per CPU second).
 """
 
 from __future__ import annotations
@@ -42,20 +43,23 @@ def make(name: str, n_envs: int):
     return instantiate(cfg.env)(n_envs=n_envs, seed=0)
 
 
-def steps_per_second(env, seconds: float, generator: torch.Generator) -> float:
+def steps_per_second(env, seconds: float, generator: torch.Generator) -> tuple[float, float]:
+    """(env steps per wall-clock second, env steps per CPU second of this process). On a shared machine
+    the second is the steadier number; it leaves out the SMAC workers' own CPU time."""
     def act(avail):
         return torch.multinomial(avail.flatten(0, 1).float(), 1, generator=generator).view(avail.shape[:2])
 
     step = env.reset()
     for _ in range(3):  # warm-up (and JAX's compile)
         step = env.step(act(step.avail))
-    step, count, start = env.reset(), 0, time.perf_counter()
+    step, count = env.reset(), 0
+    start, cpu_start = time.perf_counter(), time.process_time()
     while time.perf_counter() - start < seconds:
         if step.done.all():
             step = env.reset()
         count += int((~step.done).sum())  # the steps training counts (t_env): copies still running
         step = env.step(act(step.avail))
-    return count / (time.perf_counter() - start)
+    return count / (time.perf_counter() - start), count / (time.process_time() - cpu_start)
 
 
 def main() -> None:
@@ -67,26 +71,30 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     results: dict[str, dict[int, float]] = {}
+    cpu_results: dict[str, dict[int, float]] = {}
     for name in args.envs:
         needs = NEEDS.get(name)
         if needs and importlib.util.find_spec(needs) is None:
             print(f"{name}: skipped ({needs} is not installed)")
             continue
-        results[name] = {}
+        results[name], cpu_results[name] = {}, {}
         for b in args.batch:
             if name == "smac_standin" and b > MAX_PROCESSES:
                 print(f"{name}: B={b} skipped (one process per copy; at most {MAX_PROCESSES} here)")
                 continue
             env = make(name, b)
             try:
-                results[name][b] = steps_per_second(env, args.seconds, torch.Generator().manual_seed(0))
+                results[name][b], cpu_results[name][b] = steps_per_second(
+                    env, args.seconds, torch.Generator().manual_seed(0))
             finally:
                 env.close()
-            base = results[name][args.batch[0]]
-            print(f"{name:18s} B={b:3d}: {results[name][b]:9.0f} env steps/s  x{results[name][b] / base:5.1f} "
+            base, cpu_base = results[name][args.batch[0]], cpu_results[name][args.batch[0]]
+            print(f"{name:18s} B={b:3d}: {results[name][b]:9.0f} env steps/s (x{results[name][b] / base:5.1f}), "
+                  f"{cpu_results[name][b]:9.0f} per CPU second (x{cpu_results[name][b] / cpu_base:5.1f}) "
                   f"vs B={args.batch[0]}", flush=True)
     if args.out is not None:
         args.out.write_text(json.dumps(results, indent=2))
+        args.out.with_name(args.out.stem + "_cpu.json").write_text(json.dumps(cpu_results, indent=2))
 
 
 if __name__ == "__main__":
