@@ -87,11 +87,11 @@ class GymMultiAgentEnv(BatchedEnv):
                 first, ("_max_episode_steps", "max_episode_steps"))
         if limit is None:
             raise ValueError(f"env.key={key} has no time limit of its own: set env.time_limit=<steps>")
-        self._state_fn = self._find_state(first.unwrapped)
+        self._state_fns = [self._find_state(env.unwrapped) for env in self.envs]
         state_dim = sum(self._obs_sizes)
-        if self._state_fn is not None:
+        if self._state_fns[0] is not None:
             first.reset(seed=seed)
-            state_dim = int(np.asarray(self._state_fn(), dtype=np.float32).size)
+            state_dim = int(np.asarray(self._state_fns[0](), dtype=np.float32).size)
         self.spec = EnvSpec(n_agents=len(obs_spaces), n_actions=max(n_valid), obs_dim=max(self._obs_sizes),
                             state_dim=state_dim, episode_limit=int(limit))
         b, n, a = n_envs, self.spec.n_agents, self.spec.n_actions
@@ -119,9 +119,8 @@ class GymMultiAgentEnv(BatchedEnv):
             flat = np.asarray(o, dtype=np.float32).reshape(-1)
             rows[i, : flat.size] = flat
         self._obs[b] = torch.from_numpy(rows)
-        if self._state_fn is not None:
-            state_fn = self._find_state(self.envs[b].unwrapped)
-            self._state[b] = torch.from_numpy(np.asarray(state_fn(), dtype=np.float32).reshape(-1))
+        if self._state_fns[b] is not None:
+            self._state[b] = torch.from_numpy(np.asarray(self._state_fns[b](), dtype=np.float32).reshape(-1))
         else:
             self._state[b] = torch.from_numpy(np.concatenate([rows[i, :size] for i, size in enumerate(self._obs_sizes)]))
 

@@ -121,3 +121,47 @@ def test_without_lbforaging_the_message_says_what_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "lbforaging", None)
     with pytest.raises(MissingPackageError, match=r'pip install -e "\.\[lbf\]"'):
         GymMultiAgentEnv(KEY)
+
+
+class ToyMultiAgent(gymnasium.Env):
+    """Two agents (obs sizes 1 and 2, 2 and 3 actions) with a state() of its own; both finish after
+    3 steps, terminated (a list per agent) unless `truncate`, in which case the env truncates itself."""
+
+    def __init__(self, truncate: bool = False):
+        self.truncate = truncate
+        self.observation_space = gymnasium.spaces.Tuple((gymnasium.spaces.Box(0, 9, (1,)),
+                                                         gymnasium.spaces.Box(0, 9, (2,))))
+        self.action_space = gymnasium.spaces.Tuple((gymnasium.spaces.Discrete(2), gymnasium.spaces.Discrete(3)))
+
+    def _obs(self):
+        return (np.array([self.t], dtype=np.float32), np.array([self.t, 5], dtype=np.float32))
+
+    def state(self):
+        return np.array([100 + self.t, 1, 2], dtype=np.float32)
+
+    def reset(self, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        return self._obs(), {}
+
+    def step(self, actions):
+        self.t += 1
+        end = self.t >= 3
+        return self._obs(), [1.0, 2.0], [end and not self.truncate] * 2, end and self.truncate, {}
+
+
+gymnasium.register(id="ToyMultiAgent-v0", entry_point=ToyMultiAgent)
+
+
+@pytest.mark.parametrize("truncate", [False, True])
+def test_an_env_with_its_own_state_and_flags(truncate):
+    env = GymMultiAgentEnv("ToyMultiAgent-v0", n_envs=2, time_limit=10, kwargs={"truncate": truncate})
+    assert (env.spec.obs_dim, env.spec.state_dim, env.spec.n_actions, env.spec.episode_limit) == (2, 3, 3, 10)
+    first = env.reset()
+    assert first.state[0].tolist() == [100, 1, 2] and first.obs[0].tolist() == [[0, 0], [0, 5]]
+    assert first.avail[0].tolist() == [[True, True, False], [True, True, True]]
+    steps = [env.step(torch.zeros(2, 2, dtype=torch.long)) for _ in range(4)]
+    assert [s.reward[0].item() for s in steps] == [3.0, 3.0, 3.0, 0.0]
+    assert steps[2].state[0].tolist() == [103, 1, 2] and torch.equal(steps[3].state, steps[2].state)
+    assert steps[2].terminated.all() != truncate and steps[2].truncated.all() == truncate
+    assert not steps[1].done.any()
