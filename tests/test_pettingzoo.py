@@ -157,3 +157,15 @@ def test_a_tiny_run(tmp_path, mpe2):
     last = dict(zip(header, rows[-1].split(",")))
     assert len(rows) == 4 and int(last["t_env"]) == 100 and float(last["test/ep_length_mean"]) == 25.0
     assert "test/battle_won_mean" not in header
+
+
+def test_any_module_from_the_command_line(mpe2):
+    from hydra.utils import instantiate
+
+    from resq.run import ConfigError
+
+    cfg = compose_config(["env=pettingzoo", "env.name=mpe2.simple_tag_v3", "+env.kwargs.num_good=2"])
+    env = instantiate(cfg.env)(n_envs=2, seed=0)
+    assert env.spec.n_agents == 3 + 2 and env.agents[-1] == "agent_1"
+    with pytest.raises(ConfigError, match="env.name"):
+        check_config(compose_config(["env=pettingzoo"]))

@@ -214,3 +214,14 @@ def test_without_jaxmarl_the_message_says_what_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "jaxmarl.environments.smax", None)
     with pytest.raises(MissingPackageError, match=r'pip install -e "\.\[smax\]"'):
         SMAXEnv("3s_vs_5z")
+
+
+def test_any_map_from_the_command_line():
+    from hydra.utils import instantiate
+
+    from resq.run import ConfigError
+
+    env = instantiate(compose_config(["env=smax", "env.map_name=2s3z"]).env)(n_envs=2, seed=0)
+    assert env.map_name == "2s3z" and env.spec.n_agents == 5
+    with pytest.raises(ConfigError, match="env.map_name"):
+        check_config(compose_config(["env=smax"]))
