@@ -48,6 +48,26 @@ def option_value_type(group: str, name: str) -> str | None:
     return getattr(get_class(node["_target_"]), "value_type", None)
 
 
+def env_target(name: str) -> str | None:
+    """The `_target_` of conf/env/<name>.yaml, following its defaults list to the file that sets it."""
+    from omegaconf import OmegaConf
+
+    node = OmegaConf.load(CONF / "env" / f"{name}.yaml") or {}
+    target = OmegaConf.select(node, "env._target_")
+    if target is not None:
+        return target
+    for parent in node.get("defaults", []):
+        if isinstance(parent, str) and parent != "_self_":
+            found = env_target(parent)
+            if found is not None:
+                return found
+    return None
+
+
+# Adapters of optional packages; their own test files build every algorithm on them (tests/test_smac.py, ...).
+EXTERNAL_ENV_TARGETS = ("envs.SMACEnv", "envs.SMAXEnv", "envs.PettingZooEnv", "envs.GymMultiAgentEnv")
+
+
 @pytest.fixture
 def compose_cfg():
     return compose_config

@@ -7,7 +7,7 @@ from hydra.utils import get_class
 from resq.learners import IncompatibleComponentsError
 from resq.learners.action_kinds import supported_action_kinds
 from resq.run import ConfigError, build_datamodule, build_learner, check_config
-from tests.conftest import compose_config, options
+from tests.conftest import EXTERNAL_ENV_TARGETS, compose_config, env_target, options
 
 
 def build(overrides):
@@ -18,7 +18,8 @@ def build(overrides):
 
 
 @pytest.mark.parametrize("algorithm", options("algorithm"))
-@pytest.mark.parametrize("env", [e for e in options("env") if e != "matrix"])
+@pytest.mark.parametrize("env", [e for e in options("env")
+                                 if e != "matrix" and env_target(e) not in EXTERNAL_ENV_TARGETS])
 def test_every_algorithm_builds_on_every_env(algorithm, env):
     """...of an action kind (discrete / continuous) it handles; on the others it is refused at build time."""
     cfg = compose_config([f"algorithm={algorithm}", f"env={env}"])
