@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import matplotlib
+import matplotlib.ticker
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
@@ -23,6 +24,19 @@ from analysis.render import save_figure
 sns.set_theme(style="whitegrid", context="paper")
 
 
+def _steps_label(value: float, _position=None) -> str:
+    """Env-step ticks as 0, 250k, 1.5M: full integers run into each other on a 1M-step axis."""
+    if abs(value) >= 1e6:
+        return f"{value / 1e6:g}M"
+    if abs(value) >= 1e3:
+        return f"{value / 1e3:g}k"
+    return f"{value:g}"
+
+
+def _format_steps_axis(ax) -> None:
+    ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(_steps_label))
+
+
 def curves_figure(data: CurveData, path_stem: Path, title: str = "", ylabel: str | None = None) -> list[Path]:
     """Metric against env steps: mean over seeds and a standard-error band, a panel per map/setting."""
     panels = data.panels
@@ -34,6 +48,8 @@ def curves_figure(data: CurveData, path_stem: Path, title: str = "", ylabel: str
         height=3.0, aspect=1.35, facet_kws={"sharey": False, "sharex": False},
     )
     grid.set_axis_labels("environment steps", ylabel or data.metric)
+    for ax in grid.axes.flat:
+        _format_steps_axis(ax)
     grid.set_titles("{col_name}")
     if title:
         grid.figure.suptitle(title, y=1.02)
@@ -147,6 +163,7 @@ def mtq_figure(data: CurveData, final_actions: pd.DataFrame, path_stem: Path, re
                  errorbar="se", ax=flat[1])
     flat[1].set_title("(b) learning curves")
     flat[1].set_xlabel("environment steps")
+    _format_steps_axis(flat[1])
     flat[1].set_ylabel(ylabel or data.metric)
     if has_paths:
         finals = final_actions.set_index("run_dir")["joint_action"] if len(final_actions) else pd.Series(dtype=object)

@@ -175,3 +175,9 @@ def test_generic_curves_command_plots_any_metric(tmp_path, capsys):
     assert "available: test/return_mean" in capsys.readouterr().err
     assert main(["curves", str(tmp_path)]) == 0
     assert (tmp_path / "analysis" / "curves_test_return_mean.png").exists()
+
+
+@pytest.mark.parametrize(("steps", "label"), [(0, "0"), (500, "500"), (50000, "50k"), (250000, "250k"),
+                                              (1000000, "1M"), (1500000, "1.5M")])
+def test_env_step_ticks_are_short(steps, label):
+    assert figures._steps_label(steps) == label
