@@ -53,9 +53,14 @@ def record(job_dir):
         return {}
 
 
+T_MAX, INTERVAL = 24000, 8000
+
+
 def test_a_slurm_sweep_with_a_cancelled_job(tmp_path):
     sweep_dir = tmp_path / "sweep"
-    args = ["algorithm=resq,qmix", "seed=0,1", "t_max=1600", "test_interval=400", "logger=none",
+    # Long enough (10-30 s a job) that the victim is still running when scancel arrives: at 1,600 steps a
+    # job on an idle machine finished between its "running" record and the scancel.
+    args = ["algorithm=resq,qmix", "seed=0,1", f"t_max={T_MAX}", f"test_interval={INTERVAL}", "logger=none",
             "trainer.enable_progress_bar=false", "hydra/launcher=slurm", "hydra.launcher.timeout_min=20",
             "hydra.launcher.poll_s=1", "hydra.launcher.mem_gb=1", f"hydra.sweep.dir={sweep_dir}"]
     running = sweep(args, tmp_path, wait=False)
@@ -72,7 +77,7 @@ def test_a_slurm_sweep_with_a_cancelled_job(tmp_path):
     for num in (0, 2, 3):  # every other job's results arrived
         job = sweep_dir / str(num)
         assert record(job)["status"] == "finished", output
-        assert [int(r["t_env"]) for r in read_csv(job / "metrics.csv")] == list(range(0, 1601, 400))
+        assert [int(r["t_env"]) for r in read_csv(job / "metrics.csv")] == list(range(0, T_MAX + 1, INTERVAL))
         assert (job / "matrix_game.json").exists()
     assert {record(sweep_dir / str(n))["algorithm"] for n in range(4)} == {"resq", "qmix"}
     cancelled = record(victim)
@@ -86,4 +91,4 @@ def test_a_slurm_sweep_with_a_cancelled_job(tmp_path):
     assert again.returncode == 0, again.stdout
     assert "4 jobs, 3 finished already (skipped), launching 1" in again.stdout
     assert record(victim)["status"] == "finished" and record(victim)["attempt"] == 2
-    assert [int(r["t_env"]) for r in read_csv(victim / "metrics.csv")] == list(range(0, 1601, 400))
+    assert [int(r["t_env"]) for r in read_csv(victim / "metrics.csv")] == list(range(0, T_MAX + 1, INTERVAL))
