@@ -32,7 +32,27 @@ _EXPORTS = {
     "GymMultiAgentEnv": "envs.gymma",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "ACTION_KINDS",
+    "CONTINUOUS",
+    "DISCRETE",
+    "BatchedEnv",
+    "EnvSpec",
+    "GaussianSqueeze",
+    "GymMultiAgentEnv",
+    "MatrixGame",
+    "MaxOfTwoQuadratics",
+    "MissingPackageError",
+    "ModifiedPredatorPrey",
+    "PettingZooEnv",
+    "PredatorPrey",
+    "SMACEnv",
+    "SMAXEnv",
+    "StarCraftUnavailableError",
+    "TimeStep",
+    "max_of_two_quadratics",
+    "payoff_tensor",
+]
 
 
 def __getattr__(name: str):

@@ -179,5 +179,5 @@ class BatchedEnv(ABC):
         for name, g_state in state.items():
             getattr(self, name).set_state(g_state)
 
-    def close(self) -> None:  # noqa: B027 - optional hook, most envs hold no resources
+    def close(self) -> None:
         """Release processes or sockets (StarCraft II adapters); a no-op by default."""

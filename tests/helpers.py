@@ -57,7 +57,6 @@ class CyclePolicy:
 
     def initial_state(self, batch_size: int):
         self.t = 0
-        return None
 
     def act(self, obs, prev_actions_onehot, avail, hidden, epsilon, generator):
         b = obs.shape[0]

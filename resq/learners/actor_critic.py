@@ -49,17 +49,17 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchmetrics import CatMetric, MeanMetric
 
 from envs import CONTINUOUS, DISCRETE, EnvSpec
 from resq.data.episodes import EpisodeBatch
 from resq.data.exploration import box_exploration, epsilon_uniform
 from resq.learners.action_kinds import check_action_kind
 from resq.learners.errors import IncompatibleComponentsError, NonFiniteLossError
+from resq.learners.evaluation import TestMetrics
 from resq.nn.joint import all_joint_actions, gather_actions
 
 
-class ActorCritic(pl.LightningModule):
+class ActorCritic(TestMetrics, pl.LightningModule):
     """Actor + critic with target copies, trained by manual optimisation with one optimiser each.
 
     Args:
@@ -154,11 +154,7 @@ class ActorCritic(pl.LightningModule):
         self.n_updates = 0
         self._optimizer_names: list[str] = []
 
-        self.test_returns = CatMetric()
-        self.test_won = MeanMetric()
-        self.test_length = MeanMetric()
-        self.test_igm = MeanMetric()
-        self.snapshot: dict[str, Any] = {}
+        self.init_test_metrics()
 
     # ---- parts -------------------------------------------------------------------------------
     @property
@@ -354,15 +350,6 @@ class ActorCritic(pl.LightningModule):
         best, at_greedy = q[:, :-1].max(-1).values, q[:, -1]
         return (best > at_greedy + 1e-5 * (1.0 + at_greedy.abs())).float()
 
-    def validation_step(self, batch: EpisodeBatch, batch_idx: int) -> None:
-        self.test_returns.update(batch.returns)
-        self.test_length.update(batch.lengths.float())
-        if self.spec.reports_battle_won:
-            self.test_won.update(batch.battle_won.float())
-        self.test_igm.update(self.igm_violation(batch))
-        if batch_idx == 0:
-            self.snapshot = self._snapshot(batch)
-
     @torch.no_grad()
     def _snapshot(self, batch: EpisodeBatch) -> dict:
         """What the result files need, at the first state of the first test episode: the deterministic
@@ -391,21 +378,11 @@ class ActorCritic(pl.LightningModule):
         })
         return snapshot
 
-    def on_validation_epoch_end(self) -> None:
-        returns = self.test_returns.compute()
-        metrics = {
-            "test/return_mean": returns.mean(),
-            "test/return_std": returns.std(unbiased=False),
-            "test/ep_length_mean": self.test_length.compute(),
-            "test/igm_violation": self.test_igm.compute(),
-        }
-        if self.spec.reports_battle_won:
-            metrics["test/battle_won_mean"] = self.test_won.compute()
+    def extra_test_metrics(self) -> dict[str, torch.Tensor | float]:
+        """Continuous envs: the deterministic joint action of the evaluation (test/joint_action_i)."""
         if "joint_action" in self.snapshot:
-            metrics.update(joint_action_metrics(self.snapshot["joint_action"]))
-        self.log_dict(metrics, prog_bar=False)
-        for metric in (self.test_returns, self.test_length, self.test_won, self.test_igm):
-            metric.reset()
+            return joint_action_metrics(self.snapshot["joint_action"])
+        return {}
 
     # ---- result files ------------------------------------------------------------------------
     def result_files(self, env, columns: dict[str, Any]) -> dict[str, dict]:

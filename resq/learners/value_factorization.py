@@ -24,17 +24,16 @@ import functools
 import inspect
 import math
 from collections.abc import Callable
-from typing import Any
 
 import pytorch_lightning as pl
 import torch
 from torch import nn
-from torchmetrics import CatMetric, MeanMetric
 
 from envs import EnvSpec
 from resq.data.episodes import EpisodeBatch
 from resq.data.exploration import epsilon_greedy, masked_argmax
 from resq.learners.errors import IncompatibleComponentsError, NonFiniteLossError
+from resq.learners.evaluation import TestMetrics
 from resq.nn.joint import JointValue, all_joint_actions, gather_actions
 from resq.nn.returns import td_lambda_returns
 from resq.nn.weighting import TDWeighting
@@ -87,7 +86,7 @@ _VALUE_TYPE_FIXES = {
 }
 
 
-class ValueFactorization(pl.LightningModule):
+class ValueFactorization(TestMetrics, pl.LightningModule):
     """Agents + main function (+ residual) (+ central Q_jt), trained by TD(lambda) with target networks.
 
     Args:
@@ -195,11 +194,7 @@ class ValueFactorization(pl.LightningModule):
         self.target_nets = copy.deepcopy(self.nets).requires_grad_(False)
         self._last_target_update = 0
 
-        self.test_returns = CatMetric()
-        self.test_won = MeanMetric()
-        self.test_length = MeanMetric()
-        self.test_igm = MeanMetric()
-        self.snapshot: dict[str, Any] = {}
+        self.init_test_metrics()
 
     # ---- heads -------------------------------------------------------------------------------
     @property
@@ -416,15 +411,6 @@ class ValueFactorization(pl.LightningModule):
         best, at_greedy = values["q_joint"].max(-1).values, values["q_greedy"]
         return (best > at_greedy + 1e-5 * (1.0 + at_greedy.abs())).float()
 
-    def validation_step(self, batch: EpisodeBatch, batch_idx: int) -> None:
-        self.test_returns.update(batch.returns)
-        self.test_length.update(batch.lengths.float())
-        if self.spec.reports_battle_won:
-            self.test_won.update(batch.battle_won.float())
-        self.test_igm.update(self.igm_violation(batch))
-        if batch_idx == 0:
-            self.snapshot = self._snapshot(batch)
-
     def _snapshot(self, batch: EpisodeBatch) -> dict:
         """Utilities and joint values at the first state of the first test episode (matrix games)."""
         n, a = self.spec.n_agents, self.spec.n_actions
@@ -439,16 +425,3 @@ class ValueFactorization(pl.LightningModule):
             "greedy_joint_action": values["greedy"][0].tolist(),
         }
 
-    def on_validation_epoch_end(self) -> None:
-        returns = self.test_returns.compute()
-        metrics = {
-            "test/return_mean": returns.mean(),
-            "test/return_std": returns.std(unbiased=False),
-            "test/ep_length_mean": self.test_length.compute(),
-            "test/igm_violation": self.test_igm.compute(),
-        }
-        if self.spec.reports_battle_won:
-            metrics["test/battle_won_mean"] = self.test_won.compute()
-        self.log_dict(metrics, prog_bar=False)
-        for metric in (self.test_returns, self.test_length, self.test_won, self.test_igm):
-            metric.reset()
