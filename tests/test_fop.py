@@ -94,7 +94,9 @@ def test_mixer_is_eq7_with_positive_weights_and_no_gradient_into_v(q_gradient):
     q_jt, lam = mixer(q, v, state, actions)
     assert q_jt.shape == (6, 7, 1) and lam.shape == (6, 7, n)
     assert (lam > 0).all()
-    torch.testing.assert_close(q_jt, fop_joint_q(q, v, lam, mixer.v_jt(state)))
+    # "unit" is eq. 7 with the joint value V_jt(s) + sum_i V_i (the authors' code)
+    individual_values = v.sum(-1, keepdim=True) if q_gradient == "unit" else 0.0
+    torch.testing.assert_close(q_jt, fop_joint_q(q, v, lam, mixer.v_jt(state)) + individual_values)
     q_jt.sum().backward()
     assert v.grad is None  # Q_jt's gradients never reach the individual V's
     # dQ_jt/dQ_i: lambda_i (eq. 7's chain rule) or 1 (the authors' code)
@@ -103,6 +105,29 @@ def test_mixer_is_eq7_with_positive_weights_and_no_gradient_into_v(q_gradient):
         mixer(q, v, state, actions[..., :2])
     with pytest.raises(ValueError, match="q_gradient"):
         FOPMixer(n_agents=n, state_dim=s, action_dim=a, q_gradient="half")
+
+
+def test_unit_gradient_ties_q_jt_to_the_level_of_the_individual_q():
+    """With dQ_jt/dQ_i = 1, Q_jt must move with Q_i's level once V_i has followed it (as eq. 10 makes it):
+    otherwise the TD residual that pushes every Q_i up or down never closes and Q_i drifts without bound."""
+    torch.manual_seed(0)
+    n, s = 2, 1
+    mixer = FOPMixer(n_agents=n, state_dim=s, action_dim=1, hidden_dim=8, q_gradient="unit")
+    q, v = torch.randn(16, n), torch.randn(16, n)
+    state, actions = torch.ones(16, s), torch.rand(16, n, 1) * 2 - 1
+    shift = 3.0  # Q_i and V_i raised together: Q_i - V_i, lambda and V_jt(s) unchanged
+    before, _ = mixer(q, v, state, actions)
+    after, _ = mixer(q + shift, v + shift, state, actions)
+    torch.testing.assert_close(after - before, torch.full_like(before, n * shift))
+    # and fitting a fixed target through Q_i alone (V_i tracking Q_i) converges instead of drifting
+    level = torch.zeros(n, requires_grad=True)
+    opt = torch.optim.SGD([level], lr=0.1)
+    for _ in range(200):
+        q_i = level.expand(16, n)
+        q_jt, _ = mixer(q_i, q_i.detach() - 1.0, state, actions)
+        loss = ((q_jt - 1.0) ** 2).mean()
+        opt.zero_grad(); loss.backward(); opt.step()
+    assert loss.item() < 1e-2 and level.abs().max().item() < 10  # the rest: lambda varies with u
 
 
 # ---- soft values and the policy objective ---------------------------------------------------------

@@ -234,9 +234,12 @@ class FOPMixer(nn.Module):
     V_i is detached: Q_jt's gradients reach Q_i, lambda and V_jt, never the V-networks or policies.
 
     How the critic's gradient reaches Q_i (`q_gradient`) is a detail the paper leaves open:
-        "unit"    the value is eq. 7 but dQ_jt/dQ_i = 1: Q_jt = sum_i [lambda_i sg(Q_i - V_i) + Q_i - sg(Q_i)] + V_jt
-                  (sg = stop-gradient), which is how the authors' released code trains Q_i (there
-                  Q_jt = sum_i Q_i + sum_i (lambda_i - 1) sg(Q_i - V_i) + V(s));
+        "unit"    the authors' released code: Q_jt = sum_i Q_i + sum_i (lambda_i - 1) sg(Q_i - V_i) + V_jt(s)
+                  (sg = stop-gradient), so dQ_jt/dQ_i = 1 and the value is eq. 7 whose joint value is
+                  V_jt(s) + sum_i sg(V_i). That sum_i V_i is what ties the level of Q_i to the rewards:
+                  without it Q_jt's value depends on Q_i only through Q_i - V_i, which V_i's own update
+                  (eq. 10) cancels, so the residual that pushes Q_i never closes and Q_i drifts (on MTQ it
+                  reached 26 against rewards <= 1, increasing in u_i everywhere: docs/methods/fop.md);
         "lambda"  the chain rule of eq. 7, dQ_jt/dQ_i = lambda_i.
     With "lambda", the weight network learns to shrink lambda at joint actions the current policies
     rarely take (the only way eq. 7 can fit a high payoff there, since Q_i - V_i <= 0), and that cuts the
@@ -271,8 +274,11 @@ class FOPMixer(nn.Module):
         v_jt = self.v_jt(state)  # (*, 1)
         if self.q_gradient == "lambda":
             return fop_joint_q(q_taken, v_i.detach(), lam, v_jt), lam
+        # sum_i Q_i + sum_i (lambda_i - 1) sg(Q_i - V_i) + V_jt: the value is eq. 7 with the joint value
+        # V_jt(s) + sum_i sg(V_i), and dQ_jt/dQ_i = 1
         straight_through = (q_taken - q_taken.detach()).sum(-1, keepdim=True)  # value 0, gradient 1 per Q_i
-        return fop_joint_q(q_taken.detach(), v_i.detach(), lam, v_jt) + straight_through, lam
+        individual_values = v_i.detach().sum(-1, keepdim=True)
+        return fop_joint_q(q_taken.detach(), v_i.detach(), lam, v_jt) + individual_values + straight_through, lam
 
 
 # ---- losses --------------------------------------------------------------------------------------
