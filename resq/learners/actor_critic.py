@@ -55,11 +55,11 @@ from resq.data.episodes import EpisodeBatch
 from resq.data.exploration import box_exploration, epsilon_uniform
 from resq.learners.action_kinds import check_action_kind
 from resq.learners.errors import IncompatibleComponentsError, NonFiniteLossError
-from resq.learners.evaluation import TestMetrics
+from resq.learners.evaluation import AnnealedLearningRate, TestMetrics
 from resq.nn.joint import all_joint_actions, gather_actions
 
 
-class ActorCritic(TestMetrics, pl.LightningModule):
+class ActorCritic(TestMetrics, AnnealedLearningRate, pl.LightningModule):
     """Actor + critic with target copies, trained by manual optimisation with one optimiser each.
 
     Args:
@@ -267,15 +267,6 @@ class ActorCritic(TestMetrics, pl.LightningModule):
                 t.lerp_(p, self.tau)
             else:
                 t.copy_(p)
-
-    def on_train_batch_start(self, batch: EpisodeBatch, batch_idx: int) -> None:
-        if self.lr_final_fraction == 1.0:
-            return
-        progress = min(batch.info.get("t_env", 0.0) / max(batch.info.get("t_max", 1.0), 1.0), 1.0)
-        scale = 1.0 - progress * (1.0 - self.lr_final_fraction)
-        for optimizer in self.trainer.optimizers:
-            for group in optimizer.param_groups:
-                group["lr"] = group.setdefault("base_lr", group["lr"]) * scale
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["n_updates"] = self.n_updates

@@ -1,6 +1,7 @@
-"""The test metrics every learner logs at each evaluation (one Lightning validation epoch of greedy
-test episodes): return mean and std, episode length, the IGM violation and, where the env reports it,
-the win rate. Value-factorization and actor-critic learners share them through `TestMetrics`."""
+"""What every learner does the same way, as mixins for its LightningModule: the test metrics it logs at
+each evaluation (one Lightning validation epoch of greedy test episodes: return mean and std, episode
+length, the IGM violation and, where the env reports it, the win rate), and the linear learning-rate
+anneal to `lr_final_fraction` by t_max. Value-factorization and actor-critic learners share them."""
 
 from __future__ import annotations
 
@@ -50,3 +51,17 @@ class TestMetrics:
         self.log_dict(metrics, prog_bar=False)
         for metric in (self.test_returns, self.test_length, self.test_won, self.test_igm):
             metric.reset()
+
+
+class AnnealedLearningRate:
+    """Mixin for a LightningModule with `lr_final_fraction`: below 1, every optimizer's learning rate falls
+    linearly from its configured value to that fraction of it by t_max (read from the batch's info)."""
+
+    def on_train_batch_start(self, batch: EpisodeBatch, batch_idx: int) -> None:
+        if self.lr_final_fraction == 1.0:
+            return
+        progress = min(batch.info.get("t_env", 0.0) / max(batch.info.get("t_max", 1.0), 1.0), 1.0)
+        scale = 1.0 - progress * (1.0 - self.lr_final_fraction)
+        for optimizer in self.trainer.optimizers:
+            for group in optimizer.param_groups:
+                group["lr"] = group.setdefault("base_lr", group["lr"]) * scale

@@ -33,7 +33,7 @@ from envs import EnvSpec
 from resq.data.episodes import EpisodeBatch
 from resq.data.exploration import epsilon_greedy, masked_argmax
 from resq.learners.errors import IncompatibleComponentsError, NonFiniteLossError
-from resq.learners.evaluation import TestMetrics
+from resq.learners.evaluation import AnnealedLearningRate, TestMetrics
 from resq.nn.joint import JointValue, all_joint_actions, gather_actions
 from resq.nn.returns import td_lambda_returns
 from resq.nn.weighting import TDWeighting
@@ -86,7 +86,7 @@ _VALUE_TYPE_FIXES = {
 }
 
 
-class ValueFactorization(TestMetrics, pl.LightningModule):
+class ValueFactorization(TestMetrics, AnnealedLearningRate, pl.LightningModule):
     """Agents + main function (+ residual) (+ central Q_jt), trained by TD(lambda) with target networks.
 
     Args:
@@ -316,15 +316,6 @@ class ValueFactorization(TestMetrics, pl.LightningModule):
              "t_env": info.get("t_env", 0.0)},
             batch_size=b, prog_bar=True,
         )
-
-    def on_train_batch_start(self, batch: EpisodeBatch, batch_idx: int) -> None:
-        if self.lr_final_fraction == 1.0:
-            return
-        progress = min(batch.info.get("t_env", 0.0) / max(batch.info.get("t_max", 1.0), 1.0), 1.0)
-        scale = 1.0 - progress * (1.0 - self.lr_final_fraction)
-        for optimizer in self.trainer.optimizers:
-            for group in optimizer.param_groups:
-                group["lr"] = group.setdefault("base_lr", group["lr"]) * scale
 
     def update_targets(self) -> None:
         self.target_nets.load_state_dict(self.nets.state_dict())
