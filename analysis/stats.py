@@ -132,11 +132,13 @@ def mean_se(values: Iterable[float]) -> tuple[float, float, int]:
 
 
 def final_scores(metrics: pd.DataFrame, metric: str, last: int = 1) -> pd.DataFrame:
-    """One row per run: its mean `metric` over its last `last` evaluations (column `score`)."""
+    """One row per run (per run and panel, where a run is drawn in several panels): its mean `metric` over
+    its last `last` evaluations (column `score`)."""
     if last < 1:
         raise ValueError(f"--last must be >= 1 (got {last})")
+    keys = ["run_dir", "panel"] if "panel" in metrics.columns else ["run_dir"]
     rows = []
-    for run_dir, group in metrics.groupby("run_dir", sort=False):
+    for _, group in metrics.groupby(keys, sort=False, dropna=False):
         tail = group.sort_values("t_env").tail(last)
         row = tail.iloc[-1].to_dict()
         row["score"] = float(pd.to_numeric(tail[metric], errors="coerce").mean())

@@ -131,3 +131,19 @@ def test_list_names_every_experiment(capsys):
     assert main(["list"]) == 0
     out = capsys.readouterr().out
     assert all(name in out for name in EXPERIMENTS)
+
+
+def test_a_run_drawn_in_two_panels_scores_in_both():
+    """ResQ Fig. 5 draws the default ResQ run in the main-function and the residual-function panels: its final
+    score must appear in each (it once landed in one of them only, and the report crashed on the other)."""
+    import pandas as pd
+
+    from analysis.stats import final_scores
+
+    rows = [{"run_dir": "resq", "panel": panel, "method": "resq", "t_env": t, "test/return_mean": float(t)}
+            for panel in ("(a) main", "(d) residual") for t in (0, 10, 20)]
+    rows += [{"run_dir": "qmix", "panel": "(a) main", "method": "qmix", "t_env": t, "test/return_mean": 1.0}
+             for t in (0, 10, 20)]
+    scores = final_scores(pd.DataFrame(rows), "test/return_mean", last=2)
+    by_panel = {(r["run_dir"], r["panel"]): r["score"] for r in scores.to_dict("records")}
+    assert by_panel == {("resq", "(a) main"): 15.0, ("resq", "(d) residual"): 15.0, ("qmix", "(a) main"): 1.0}
