@@ -18,6 +18,8 @@ class TestMetrics:
     `init_test_metrics()` in `__init__` (after the LightningModule's own), and override
     `extra_test_metrics()` to log more at each evaluation."""
 
+    __test__ = False  # a mixin, not a pytest test class, wherever a test module imports it
+
     def init_test_metrics(self) -> None:
         self.test_returns = CatMetric()
         self.test_won = MeanMetric()
