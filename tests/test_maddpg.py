@@ -14,7 +14,7 @@ import torch
 from resq.learners import MADDPG, IncompatibleComponentsError
 from resq.nn import QMixer
 from resq.nn.critics import CentralCritic, FactoredCritic, counterfactual_joint_actions
-from tests.ac_helpers import build, fixed_batch, loss_before_and_after
+from tests.ac_helpers import build, fixed_batch
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -69,17 +69,6 @@ def test_discrete_maddpg_trains_through_gumbel_softmax_samples():
     terms["loss_actor"].backward()
     assert learner.actor.head[-1].weight.grad.abs().sum() > 0  # the gradient reaches the logits
     assert "loss_logit_reg" in terms
-
-
-@pytest.mark.parametrize("algorithm", ["maddpg", "facmaddpg"])
-@pytest.mark.parametrize("env", ["matrix_qtran", "mtq"])
-@pytest.mark.parametrize("name", ["critic", "actor"])
-def test_each_update_reduces_its_own_loss_on_a_fixed_batch(algorithm, env, name):
-    torch.manual_seed(0)
-    learner, datamodule = build(algorithm, env)
-    batch = fixed_batch(learner, datamodule)
-    before, after = loss_before_and_after(learner, batch, name)
-    assert after < before - 1e-3 * abs(before), (before, after)
 
 
 def test_maddpg_takes_no_residual_and_an_expected_value_agent():
