@@ -96,6 +96,25 @@ def test_bad_keys_and_kwargs_are_clear():
         GymMultiAgentEnv(KEY, kwargs={"colour": "red"})
 
 
+def test_the_env_is_stepped_directly_only_through_order_enforcing():
+    from envs.gym_copies import step_function
+
+    env = gymnasium.make(KEY, disable_env_checker=True)  # OrderEnforcing(ForagingEnv)
+    assert step_function(env) == env.unwrapped.step
+    wrapped = gymnasium.wrappers.TransformReward(env, lambda r: r)  # a wrapper that may change what step returns
+    assert step_function(wrapped) == wrapped.step
+
+
+def test_step_before_reset_and_after_close_are_clear():
+    env = GymMultiAgentEnv(KEY, n_envs=2)
+    with pytest.raises(RuntimeError, match="before the first reset"):
+        env.step(torch.zeros(2, 2, dtype=torch.long))
+    env.reset()
+    env.close()
+    with pytest.raises(RuntimeError, match="is closed"):
+        env.reset()
+
+
 @pytest.mark.parametrize("algorithm", options("algorithm"))
 def test_every_algorithm_builds_on_lbf(algorithm):
     cfg = compose_config([f"algorithm={algorithm}", "env=lbf"])
