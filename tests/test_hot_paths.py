@@ -141,3 +141,34 @@ def test_uint8_storage_keeps_small_integer_observations_exactly_in_a_quarter_of_
         assert torch.equal(getattr(narrow_buffer._storage, name), before[name]), name
     with pytest.raises(ValueError, match="obs_storage must be one of"):
         dataclasses.replace(SPEC, obs_storage="int8")
+
+
+def test_acting_one_step_gives_the_full_forward_pass_numbers():
+    from resq.nn import MLPAgent, RNNAgent
+
+    for seed, (b, n) in enumerate([(1, 2), (8, 2), (64, 8), (3, 5)]):
+        torch.manual_seed(seed)
+        for agent in (MLPAgent(n_agents=n, n_actions=6, obs_dim=11), RNNAgent(n_agents=n, n_actions=6, obs_dim=11)):
+            obs, prev = torch.randn(b, n, 11), torch.rand(b, n, 6)
+            hidden = torch.randn(b, n, agent.hidden_dim) if isinstance(agent, RNNAgent) else agent.initial_state(b)
+            with torch.no_grad():
+                q, h = agent(obs[:, None], prev[:, None], hidden)
+                q_step, h_step = agent.act_step(obs, prev, hidden)
+            assert torch.equal(q_step, q[:, 0]) and torch.equal(h_step, h), type(agent).__name__
+
+
+def test_the_uniform_available_draw_is_torch_multinomials_draw():
+    from resq.data.exploration import masked_argmax, uniform_available
+
+    for seed, (b, n, a) in enumerate([(1, 2, 6), (8, 3, 5), (64, 8, 5), (512, 2, 3), (7, 1, 1), (3, 4, 40)]):
+        avail = torch.rand(b, n, a, generator=torch.Generator().manual_seed(seed)) < 0.5
+        avail[..., seed % a] = True  # every agent has an available action
+        avail[0, 0] = False
+        avail[0, 0, a - 1] = True  # and one agent exactly one
+        ours, theirs = torch.Generator().manual_seed(100 + seed), torch.Generator().manual_seed(100 + seed)
+        for _ in range(20):
+            expected = torch.multinomial(avail.reshape(b * n, a).float(), 1, generator=theirs).view(b, n)
+            assert torch.equal(uniform_available(avail, ours), expected)
+        assert torch.equal(ours.get_state(), theirs.get_state())  # the same draws, so the same stream after
+        q = torch.randn(b, n, a)
+        assert torch.equal(masked_argmax(q, avail), q.masked_fill(~avail, float("-inf")).argmax(-1))

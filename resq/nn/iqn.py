@@ -32,6 +32,7 @@ class IQNAgent(RNNAgent):
     """
 
     value_type = "distributional"
+    act_step = None  # quantiles, not utilities: the distributional learners act through forward
 
     def __init__(
         self,
