@@ -82,25 +82,90 @@ def test_acting_one_step_with_the_gru_cell_gives_nn_grus_numbers():
         assert torch.equal(act(agent, obs, prev, grad=False), act(agent, obs, prev, grad=True))
 
 
-def test_unmasked_writes_of_an_all_active_step_equal_the_masked_ones():
-    from envs import TimeStep
-    from resq.data.episodes import _STORED, EpisodeBatch
-    from tests.helpers import SPEC
+def plain_collect(env, policy, epsilon: float, generator: torch.Generator):
+    """The collector written plainly (what `EpisodeCollector` did before its shortcuts): every step writes
+    every field through the `active` mask, the last-action input is F.one_hot of the stored actions."""
+    import torch.nn.functional as F
 
-    g = torch.Generator().manual_seed(0)
-    b, n = 4, SPEC.n_agents
-    step = TimeStep(obs=torch.randn(b, n, 5, generator=g), state=torch.randn(b, 6, generator=g),
-                    avail=torch.rand(b, n, 4, generator=g) > 0.3, reward=torch.randn(b, generator=g),
-                    terminated=torch.tensor([False, True, False, True]), truncated=torch.zeros(b, dtype=torch.bool),
-                    battle_won=torch.tensor([True, False, False, True]))
-    actions = torch.randint(0, 4, (b, n), generator=g)
-    masked, unmasked = EpisodeBatch.empty(SPEC, b), EpisodeBatch.empty(SPEC, b)
-    masked.write_transition(1, actions, step, torch.ones(b, dtype=torch.bool))
-    masked.write_observation(2, step, rows=torch.ones(b, dtype=torch.bool))
-    unmasked.write_transition(1, actions, step, None)
-    unmasked.write_observation(2, step, rows=None)
-    for name in _STORED:
-        assert torch.equal(getattr(masked, name), getattr(unmasked, name)), name
+    from resq.data.episodes import EpisodeBatch
+
+    spec, b = env.spec, env.n_envs
+    episodes = EpisodeBatch.empty(spec, b)
+    step = env.reset()
+    episodes.obs[:, 0], episodes.state[:, 0], episodes.avail[:, 0] = step.obs, step.state, step.avail
+    hidden, active, last_t = policy.initial_state(b), torch.ones(b, dtype=torch.bool), spec.episode_limit - 1
+    for t in range(spec.episode_limit):
+        if spec.discrete:
+            prev = (torch.zeros(b, spec.n_agents, spec.n_actions) if t == 0
+                    else F.one_hot(episodes.actions[:, t - 1], spec.n_actions).float())
+        else:
+            prev = torch.zeros_like(episodes.actions[:, 0]) if t == 0 else episodes.actions[:, t - 1].clone()
+        actions, hidden = policy.act(step.obs, prev, step.avail, hidden, epsilon, generator)
+        step = env.step(actions)
+        act = active.float()[:, None]
+        episodes.actions[active, t] = actions[active]
+        episodes.reward[:, t] = step.reward[:, None] * act
+        episodes.terminated[:, t] = step.terminated.float()[:, None] * act
+        episodes.filled[:, t] = act
+        episodes.obs[active, t + 1] = step.obs[active]
+        episodes.state[active, t + 1] = step.state[active]
+        episodes.avail[active, t + 1] = step.avail[active]
+        if step.battle_won is not None:
+            episodes.battle_won |= step.battle_won & active
+        active = active & ~step.done
+        if not active.any():
+            last_t = t
+            break
+    return episodes.truncate(last_t + 1)
+
+
+def collector_cases():
+    from functools import partial
+
+    from envs import MatrixGame, PredatorPrey, payoff_tensor
+    from resq.learners import ValueFactorization
+    from resq.nn import MLPAgent, QMixer, RNNAgent
+    from tests.helpers import CountingEnv, CyclePolicy
+
+    def learner(spec, agent):
+        torch.manual_seed(0)
+        return ValueFactorization(spec, agent=agent, main_function=QMixer, optimizer=torch.optim.RMSprop)
+
+    counting = partial(CountingEnv, [3, 6, 1, 6, 4], truncate_at_limit=True)
+    return [
+        ("cycle policy, unequal ends", counting, lambda spec: CyclePolicy(2, 3), 0.0),
+        ("RNN learner, unequal ends", counting, lambda spec: learner(spec, RNNAgent), 0.3),
+        ("MLP learner, all at the limit", partial(CountingEnv, [6, 6, 6]), lambda spec: learner(spec, MLPAgent), 0.5),
+        ("MLP learner, all terminated at once", partial(CountingEnv, [4, 4, 4]), lambda spec: learner(spec, MLPAgent),
+         0.5),
+        ("RNN learner, a one-step matrix game", partial(MatrixGame, payoff_tensor([[8, -12], [-12, 0]]), n_envs=8),
+         lambda spec: learner(spec, RNNAgent), 0.5),
+        ("RNN learner, predator-prey", partial(PredatorPrey, n_envs=6, seed=3),
+         lambda spec: learner(spec, RNNAgent), 0.2),
+    ]
+
+
+def test_the_collector_gives_the_plain_collectors_episodes():
+    from resq.data import EpisodeCollector
+    from resq.data.episodes import _STORED
+
+    for name, make_env, make_policy, epsilon in collector_cases():
+        episodes = {}
+        for how in ("collector", "plain"):
+            env = make_env()
+            policy, g = make_policy(env.spec), torch.Generator().manual_seed(5)
+            runs = []
+            for _ in range(3):  # consecutive rollouts: the env and generator state carry over
+                if how == "collector":
+                    runs.append(EpisodeCollector(env, g).collect(policy, epsilon))
+                else:
+                    with torch.no_grad():
+                        runs.append(plain_collect(env, policy, epsilon, g))
+            episodes[how] = runs
+        for ours, plain in zip(episodes["collector"], episodes["plain"]):
+            for field in _STORED:
+                assert torch.equal(getattr(ours, field), getattr(plain, field)), (name, field)
+            assert (ours.filled.sum() < ours.filled.numel()) == ("unequal" in name), name
 
 
 def test_uint8_storage_keeps_small_integer_observations_exactly_in_a_quarter_of_the_bytes():
