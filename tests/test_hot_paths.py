@@ -168,6 +168,20 @@ def test_the_collector_gives_the_plain_collectors_episodes():
             assert (ours.filled.sum() < ours.filled.numel()) == ("unequal" in name), name
 
 
+def test_acting_one_step_gives_the_full_forward_pass_numbers():
+    from resq.nn import MLPAgent, RNNAgent
+
+    for seed, (b, n) in enumerate([(1, 2), (8, 2), (64, 8), (3, 5)]):
+        torch.manual_seed(seed)
+        for agent in (MLPAgent(n_agents=n, n_actions=6, obs_dim=11), RNNAgent(n_agents=n, n_actions=6, obs_dim=11)):
+            obs, prev = torch.randn(b, n, 11), torch.rand(b, n, 6)
+            hidden = torch.randn(b, n, agent.hidden_dim) if isinstance(agent, RNNAgent) else agent.initial_state(b)
+            with torch.no_grad():
+                q, h = agent(obs[:, None], prev[:, None], hidden)
+                q_step, h_step = agent.act_step(obs, prev, hidden)
+            assert torch.equal(q_step, q[:, 0]) and torch.equal(h_step, h), type(agent).__name__
+
+
 def test_uint8_storage_keeps_small_integer_observations_exactly_in_a_quarter_of_the_bytes():
     import dataclasses
 
@@ -208,20 +222,6 @@ def test_uint8_storage_keeps_small_integer_observations_exactly_in_a_quarter_of_
         dataclasses.replace(SPEC, obs_storage="int8")
 
 
-def test_acting_one_step_gives_the_full_forward_pass_numbers():
-    from resq.nn import MLPAgent, RNNAgent
-
-    for seed, (b, n) in enumerate([(1, 2), (8, 2), (64, 8), (3, 5)]):
-        torch.manual_seed(seed)
-        for agent in (MLPAgent(n_agents=n, n_actions=6, obs_dim=11), RNNAgent(n_agents=n, n_actions=6, obs_dim=11)):
-            obs, prev = torch.randn(b, n, 11), torch.rand(b, n, 6)
-            hidden = torch.randn(b, n, agent.hidden_dim) if isinstance(agent, RNNAgent) else agent.initial_state(b)
-            with torch.no_grad():
-                q, h = agent(obs[:, None], prev[:, None], hidden)
-                q_step, h_step = agent.act_step(obs, prev, hidden)
-            assert torch.equal(q_step, q[:, 0]) and torch.equal(h_step, h), type(agent).__name__
-
-
 def test_the_uniform_available_draw_is_torch_multinomials_draw():
     from resq.data.exploration import masked_argmax, uniform_available
 
@@ -237,3 +237,19 @@ def test_the_uniform_available_draw_is_torch_multinomials_draw():
         assert torch.equal(ours.get_state(), theirs.get_state())  # the same draws, so the same stream after
         q = torch.randn(b, n, a)
         assert torch.equal(masked_argmax(q, avail), q.masked_fill(~avail, float("-inf")).argmax(-1))
+
+
+def test_td_lambda_returns_in_numpy_equal_the_torch_loop():
+    from resq.nn.returns import td_lambda_returns
+
+    for seed, (b, t, k) in enumerate([(32, 50, 1), (8, 200, 1), (4, 7, 3), (1, 1, 1), (16, 2, 2)]):
+        g = torch.Generator().manual_seed(seed)
+        reward, value = 10 * torch.randn(b, t, k, generator=g), 5 * torch.randn(b, t, k, generator=g)
+        terminated = (torch.rand(b, t, 1, generator=g) < 0.05).float()
+        mask = (torch.rand(b, t, 1, generator=g) < 0.9).float().cummin(1).values  # episodes of different lengths
+        for dtype in (torch.float32, torch.float64):
+            args = [x.to(dtype) for x in (reward, terminated, mask, value)]
+            for td_lambda in (0.6, 1.0, 0.3):
+                fast = td_lambda_returns(*args, 0.99, td_lambda)  # no input needs a gradient: numpy
+                plain = td_lambda_returns(args[0].clone().requires_grad_(True), *args[1:], 0.99, td_lambda)  # torch
+                assert fast.dtype == plain.dtype and torch.equal(fast, plain.detach()), (seed, dtype, td_lambda)

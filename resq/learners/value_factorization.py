@@ -272,7 +272,8 @@ class ValueFactorization(TestMetrics, AnnealedLearningRate, pl.LightningModule):
         y = self.td_targets(batch, q.detach())  # like q_tot
         out: dict[str, torch.Tensor] = {}
         q_pred = q_tot
-        greedy = masked_argmax(q_t.detach(), avail)  # (B, T, N)
+        # the agents' greedy actions (B, T, N): only the residual mask and a TD weighting read them
+        greedy = masked_argmax(q_t.detach(), avail) if "residual" in self.nets or self.td_weighting is not None else None
         if "residual" in self.nets:
             w_r = residual_mask(actions, greedy)  # (B, T, 1)
             q_r = self.residual_value(self.current_utilities(self.nets, "residual", batch), actions, state, avail)
