@@ -346,8 +346,10 @@ def main() -> None:
                 # of one training step's time (steps_per_update env steps + one update), the share in the update
                 "update_share_of_training": (med["update_ms"] / 1e3) * med["training_steps_per_s"] / steps_per_update,
             })
-            # what a training step costs beyond its update, its buffer sample and its share of collection:
-            # Lightning's loop, hooks and logging, the data module's bookkeeping
+            # what a training step costs beyond its update, its buffer sample and its share of collection
+            # measured alone: Lightning's loop, hooks and logging, the data module's bookkeeping, and the
+            # parts running slower inside the loop than alone (each evicts the other's caches; py-spy
+            # puts Lightning's own frames at ~2% of the lbforaging loop, docs/performance.md)
             loop_ms = 1e3 * steps_per_update / med["training_steps_per_s"]
             parts_ms = med["update_ms"] + med["sample_ms"] + 1e3 * steps_per_update / med["collection_steps_per_s"]
             r["loop_overhead_ms_per_update"] = loop_ms - parts_ms
@@ -393,7 +395,7 @@ def report(r: dict, reference: float | None) -> str:
     row("ms per update", "update_ms", "{:.2f}")
     row("ms per buffer sample", "sample_ms", "{:.2f}")
     if "loop_overhead_ms_per_update" in r["wall"]:
-        lines.append("| loop overhead, ms per update (Lightning, hooks, bookkeeping) | "
+        lines.append("| loop overhead, ms per update (Lightning, bookkeeping, parts slower in the loop than alone) | "
                      + " | ".join(f"{r[k]['loop_overhead_ms_per_update']:.2f}" for k in clocks) + " |")
     for name in r["wall"]["ratios"]:
         lines.append(f"| {name.replace('_', ' ')} | " + " | ".join(f"{r[k]['ratios'][name]:.3f}" for k in clocks) + " |")
