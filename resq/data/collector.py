@@ -62,13 +62,16 @@ class EpisodeCollector:
         self.generator = generator
 
     def collect(self, policy: Policy, epsilon: float, training: bool = True) -> EpisodeBatch:
-        """One batch of episodes, with the policy in train (`training`) or eval mode, restored after."""
-        with torch.no_grad(), policy_mode(policy, training):
-            return self._collect(policy, epsilon)
+        """One batch of episodes, with the policy in train (`training`) or eval mode, restored after.
 
-    def _collect(self, policy: Policy, epsilon: float) -> EpisodeBatch:
+        The rollout runs in inference mode (each small op ~10% cheaper than under no_grad); the batch is
+        made before it, so what comes back is ordinary tensors written in place."""
+        episodes = EpisodeBatch.empty(self.env.spec, self.env.n_envs)
+        with torch.inference_mode(), policy_mode(policy, training):
+            return self._collect(policy, epsilon, episodes)
+
+    def _collect(self, policy: Policy, epsilon: float, episodes: EpisodeBatch) -> EpisodeBatch:
         env, spec = self.env, self.env.spec
-        episodes = EpisodeBatch.empty(spec, env.n_envs)
         step = env.reset()
         episodes.write_observation(0, step)
         hidden = policy.initial_state(env.n_envs)
