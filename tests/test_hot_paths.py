@@ -165,6 +165,9 @@ def test_the_collector_gives_the_plain_collectors_episodes():
         for ours, plain in zip(episodes["collector"], episodes["plain"]):
             for field in _STORED:
                 assert torch.equal(getattr(ours, field), getattr(plain, field)), (name, field)
+                # the rollout ran in inference mode, but what it returns is ordinary tensors (version counters,
+                # in-place writes: the learners' caches and the buffer need both)
+                assert not getattr(ours, field).is_inference(), (name, field)
             assert (ours.filled.sum() < ours.filled.numel()) == ("unequal" in name), name
 
 
