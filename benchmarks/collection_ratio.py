@@ -8,7 +8,8 @@ Positional arguments are Hydra overrides; for each B the data module and learner
 `resq.run`'s own functions with data.n_envs=B (as `benchmarks/throughput.py` does), then, in
 interleaved blocks of at least --steps env steps each:
 
-- raw:        env steps/s of the B training envs with uniform random available actions (no policy, no buffer);
+- raw:        env steps/s of the B training envs with uniform random available actions (no policy, no
+              buffer; in inference mode, as the collector runs);
 - collection: env steps/s of `EpisodeCollector.collect` with the policy acting at --epsilon (< 1, so
               the forward pass runs every step) plus the replay-buffer insert.
 

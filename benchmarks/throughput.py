@@ -8,7 +8,7 @@ Positional arguments are Hydra overrides; the data module and learner are built 
 `python -m resq.run` builds a run. Printed (and written to --out as JSON):
 
 - raw:        env steps/s of the B = data.n_envs training envs with uniform random available actions
-              (no policy, no buffer);
+              (no policy, no buffer; in inference mode, as the collector runs);
 - collection: env steps/s of `EpisodeCollector.collect` with the policy acting at --epsilon (< 1, so
               the forward pass runs every step) plus the buffer insert: what a training epoch pays
               for its data;
@@ -108,8 +108,11 @@ def random_actions(env: BatchedEnv, avail: torch.Tensor, generator: torch.Genera
     return low + (high - low) * torch.rand(env.n_envs, spec.n_agents, spec.action_dim, generator=generator)
 
 
+@torch.inference_mode()
 def raw_rollout(env: BatchedEnv, generator: torch.Generator) -> int:
-    """One batch of episodes with uniform random actions; returns the env steps taken (as t_env counts)."""
+    """One batch of episodes with uniform random actions; returns the env steps taken (as t_env counts).
+    In inference mode, as the collector steps envs: a torch env's own ops are cheaper there (without it
+    predator-prey's raw rate was below its collection rate)."""
     step = env.reset()
     active = torch.ones(env.n_envs, dtype=torch.bool)
     steps = 0
