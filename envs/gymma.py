@@ -19,10 +19,11 @@ The copies are stepped at numpy level by `envs.gym_copies.GymCopies`. With `work
 split into W + 1 contiguous shares: this process steps the first while W worker processes step the
 others in parallel, writing into arrays in shared memory (`envs/gym_worker.py`); this class turns the
 arrays into torch tensors, one copy per field and step. The episodes are the same for any number of
-workers (copy b is reset with seed + b either way). Workers pay off when the env's own step is much of
-a step's cost and a core is free for them: on 2 cores, one worker halves the time lbforaging's 8 copies
-take to step (`docs/performance.md`). Worker processes end with `close()`, with the interpreter (a
-finalizer) or, if this process dies without either, on their own when their connection to it closes.
+workers (copy b is reset with seed + b either way). Workers can only pay off when the env's own step
+is much of a step's cost and a core is free for them; with the other core busy (another job) one
+worker made lbforaging at 8 copies slower (`docs/performance.md`), hence the default 0. Worker
+processes end with `close()`, with the interpreter (a finalizer) or, if this process dies without
+either, on their own when their connection to it closes.
 """
 
 from __future__ import annotations
