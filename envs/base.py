@@ -23,7 +23,9 @@ state). This module knows torch only: no Lightning, no Hydra, nothing from `resq
 from __future__ import annotations
 
 import math
+import subprocess
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -181,3 +183,23 @@ class BatchedEnv(ABC):
 
     def close(self) -> None:
         """Release processes or sockets (StarCraft II adapters); a no-op by default."""
+
+
+def shutdown_workers(
+    conns: list, processes: list[subprocess.Popen], timeout: float, ask_to_close: Callable[[object], None]
+) -> None:
+    """Ask every env worker process to close (`ask_to_close(conn)`, its own protocol's message), wait for
+    it (kill it after `timeout` s), close the connections. A worker that is gone already is fine."""
+    for conn in conns:
+        try:
+            ask_to_close(conn)
+        except (OSError, EOFError):  # BrokenPipeError, ConnectionResetError: the worker went away
+            pass
+    for process in processes:
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout)
+    for conn in conns:
+        conn.close()

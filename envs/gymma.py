@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from envs.base import BatchedEnv, EnvSpec, TimeStep
+from envs.base import BatchedEnv, EnvSpec, TimeStep, shutdown_workers
 from envs.gym_copies import (
     GYMMA_INSTALL,
     GymCopies,
@@ -168,7 +168,7 @@ class GymMultiAgentEnv(BatchedEnv):
     # ---- worker processes ------------------------------------------------------------------------
     def _start_workers(self, memory_fd: int, env_kwargs: dict[str, Any], seeds: list[int],
                        shares: list[np.ndarray]) -> None:
-        self._finalizer = weakref.finalize(self, _shutdown, self._conns, self._processes, 10.0)
+        self._finalizer = weakref.finalize(self, shutdown_workers, self._conns, self._processes, 10.0, _ask_to_close)
         try:
             for share in shares:
                 conn, process = start_worker(memory_fd)
@@ -276,18 +276,5 @@ def _unlinked_file() -> int:
         return os.dup(file.fileno())
 
 
-def _shutdown(conns: list[Connection], processes: list[subprocess.Popen], timeout: float) -> None:
-    """Ask every worker to close, wait for it (kill it after `timeout` s), close the connections."""
-    for conn in conns:
-        try:
-            conn.send_bytes(b"c")
-        except OSError:
-            pass
-    for process in processes:
-        try:
-            process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout)
-    for conn in conns:
-        conn.close()
+def _ask_to_close(conn: Connection) -> None:
+    conn.send_bytes(b"c")

@@ -21,7 +21,6 @@ worker starts, so a run without them stops at once with the fix. Tests inject a 
 from __future__ import annotations
 
 import os
-import subprocess
 import weakref
 from collections.abc import Callable
 from pathlib import Path
@@ -30,7 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from envs.base import BatchedEnv, EnvSpec, TimeStep
+from envs.base import BatchedEnv, EnvSpec, TimeStep, shutdown_workers
 from envs.optional import MissingPackageError, require
 from envs.sc2_worker import starcraft2_env, start_worker
 from envs.smax import SMAC_TO_SMAX, smax_config_names
@@ -78,20 +77,8 @@ def check_starcraft(map_name: str) -> Path:
     return root
 
 
-def _shutdown(conns, processes, timeout: float) -> None:
-    for conn in conns:
-        try:
-            conn.send(("close", None))
-        except (BrokenPipeError, EOFError, OSError):
-            pass
-    for process in processes:
-        try:
-            process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout)
-    for conn in conns:
-        conn.close()
+def _ask_to_close(conn) -> None:
+    conn.send(("close", None))
 
 
 class SMACEnv(BatchedEnv):
@@ -134,7 +121,7 @@ class SMACEnv(BatchedEnv):
             conn, process = start_worker(factory, {**env_kwargs, "map_name": map_name, "seed": seed + b})
             self._conns.append(conn)
             self._processes.append(process)
-        self._finalizer = weakref.finalize(self, _shutdown, self._conns, self._processes, 10.0)
+        self._finalizer = weakref.finalize(self, shutdown_workers, self._conns, self._processes, 10.0, _ask_to_close)
         info = self._ask_all([("info", None)] * n_envs)[0]
         self.spec = EnvSpec(
             n_agents=int(info["n_agents"]),
