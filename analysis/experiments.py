@@ -84,8 +84,7 @@ CURVES = {
         title="ResQ paper Fig. 5: main and residual function ablations",
         source="resq Fig. 5, Sec. 5.5",
         envs=("smax_*", "smac_*", "predator_prey*"), metric="test/battle_won_mean", ylabel="test win rate",
-        sweep=("python -m resq.run -m algorithm=resq main_function=qmix,vdn,qatten residual_function=ff,qmix,vdn,qatten "
-               "env=smax_8m_vs_9m  (plus algorithm=qmix,vdn,qatten and the ResZ grid)"),
+        sweep="python -m resq.run -m experiment=resq_fig5",
         groups=(
             ("(a, b) main function", ({"algorithm": "resq", "residual_function": "ff"}, "qmix", "qatten", "vdn")),
             ("(c) distributional main function", ({"algorithm": "resz", "residual_function": "datten"},
