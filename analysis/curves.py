@@ -52,6 +52,12 @@ def curve_data(runs: Runs, metric: str, experiment: CurveExperiment | None = Non
     if selected.empty:
         wanted = f" with env matching {', '.join(experiment.envs)}" if experiment else ""
         hint = f"; run the sweep first: {experiment.sweep}" if experiment else ""
+        others = experiment.select(runs.usable(), own_preset=False) if experiment is not None else selected
+        if len(others):
+            counts = others["experiment"].value_counts().sort_index()
+            hint = (f"; {len(others)} finished run(s){wanted} were made by another preset "
+                    f"({', '.join(f'{name}: {n}' for name, n in counts.items())}), and {experiment.name} reads only "
+                    f"runs of experiment={experiment.name} or of no preset{hint}")
         raise NoResultsError(f"no finished run{wanted} under {runs.root}{hint}")
     selected = selected.copy()
     selected["method"] = method_labels(selected)

@@ -48,10 +48,14 @@ class CurveExperiment:
     descending_panels: bool = False  # order panels by their settings, largest first
     algorithms: tuple[str, ...] = field(default=())  # empty: every algorithm found
 
-    def select(self, runs: pd.DataFrame) -> pd.DataFrame:
+    def select(self, runs: pd.DataFrame, own_preset: bool = True) -> pd.DataFrame:
+        """The runs of this figure: env matches, and (own_preset) made by this preset or by none, so a
+        sweep of another preset on the same envs (Fig. 5's variants on Fig. 3's maps) stays out."""
         chosen = runs[runs["env"].map(lambda env: any(fnmatch(str(env), p) for p in self.envs))]
         if self.algorithms:
             chosen = chosen[chosen["algorithm"].isin(self.algorithms)]
+        if own_preset and "experiment" in chosen.columns:
+            chosen = chosen[chosen["experiment"].isin(["none", self.name])]
         return chosen
 
 

@@ -112,6 +112,50 @@ def test_ablation_figure_groups_runs_into_the_papers_panels(tmp_path, capsys):
     assert (tmp_path / "analysis" / "resq_fig5.png").exists()
 
 
+
+def test_a_curve_analysis_reads_the_runs_of_its_own_preset_and_of_none(tmp_path, capsys):
+    """Fig. 3 (SMAX) and Fig. 5 both select env smax_*: a sweep of one must not leak into the other's
+    figure (Fig. 5's ResQ variants turned Fig. 3's "resq" into "resq[main=qmix,residual=ff]" and added
+    Qtot-VDN to its panel). The preset is read from run.json: the sweep job's overrides, else the command."""
+    def smax_run(name, algorithm, main_function, residual, seed, preset=None, single=False):
+        if preset is None:
+            record = {"command": ["resq/run.py", f"algorithm={algorithm}", "env=smax_8m_vs_9m"], "job": None}
+        elif single:
+            record = {"command": ["resq/run.py", f"+experiment={preset}", f"algorithm={algorithm}"], "job": None}
+        else:
+            record = {"command": ["resq/run.py", "-m", f"experiment={preset}"],
+                      "job": {"num": 0, "overrides": [f"seed={seed}", f"experiment={preset}"]}}
+        write_run(tmp_path, name, env="smax_8m_vs_9m", algorithm=algorithm, seed=seed, main_function=main_function,
+                  residual_function=residual, evaluations=curve([0.0, 0.2 + seed / 10], metric="test/battle_won_mean"),
+                  run_json=record)
+
+    for seed in (0, 1):
+        smax_run(f"fig3_resq_{seed}", "resq", "qmix", "ff", seed, "resq_fig3_smax")
+        smax_run(f"fig3_qmix_{seed}", "qmix", "qmix", "none", seed, "resq_fig3_smax")
+        smax_run(f"fig5_resq_{seed}", "resq", "qmix", "ff", seed, "resq_fig5")
+        smax_run(f"fig5_qtot_vdn_{seed}", "resq", "vdn", "ff", seed, "resq_fig5")
+    smax_run("fig5_qr_qatten", "resq", "qmix", "qatten", 0, "resq_fig5", single=True)
+    smax_run("plain_vdn", "vdn", "vdn", "none", 0)  # no preset: any analysis of its env may read it
+    runs = load_runs(tmp_path)
+    assert runs.runs.set_index("run_dir")["experiment"].to_dict()[str(tmp_path / "plain_vdn")] == "none"
+
+    fig3 = curve_data(runs, "test/battle_won_mean", CURVES["resq_fig3_smax"])
+    assert fig3.methods == ["qmix", "resq", "vdn"]
+    assert sorted(fig3.runs["run_dir"].map(lambda d: d.rsplit("/", 1)[-1])) == [
+        "fig3_qmix_0", "fig3_qmix_1", "fig3_resq_0", "fig3_resq_1", "plain_vdn"]
+    fig5 = curve_data(runs, "test/battle_won_mean", CURVES["resq_fig5"])
+    assert fig5.methods == ["resq[main=qmix,residual=ff]", "resq[main=qmix,residual=qatten]",
+                            "resq[main=vdn,residual=ff]", "vdn"]
+    assert fig5.frame[fig5.frame["method"] == "resq[main=qmix,residual=ff]"]["run_dir"].nunique() == 2
+
+    only_fig5 = tmp_path / "only_fig5"
+    only_fig5.mkdir()
+    for name in ("fig5_resq_0", "fig5_qtot_vdn_0"):
+        (tmp_path / name).rename(only_fig5 / name)
+    assert main(["figure", "resq_fig3_smax", str(only_fig5)]) == 2
+    err = capsys.readouterr().err
+    assert "2 finished run(s) with env matching smax_* were made by another preset (resq_fig5: 2)" in err
+
 def quadratic_max(actions: torch.Tensor) -> torch.Tensor:
     """A stand-in reward surface of the MTQ shape (two bumps), so the test needs no env package."""
     u1, u2 = actions[..., 0], actions[..., 1]
