@@ -95,7 +95,8 @@ def figure_command(args) -> str:
             written, note = figures.mtq_figure(data, finals, out / args.name, title=experiment.title,
                                                ylabel=experiment.ylabel)
         else:
-            written = figures.curves_figure(data, out / args.name, experiment.title, experiment.ylabel)
+            written = figures.curves_figure(data, out / args.name, experiment.title, experiment.ylabel,
+                                            experiment.y_range, dict(experiment.names))
         what = f"{len(data.methods)} method(s) in {len(data.panels)} panel(s): {', '.join(data.panels)}"
     else:
         from analysis.tables import heatmap_rows, summarise_matrix

@@ -46,6 +46,8 @@ class CurveExperiment:
     panel_prefixes: tuple[str, ...] = DEFAULT_PANEL_PREFIXES
     mtq: bool = False
     descending_panels: bool = False  # order panels by their settings, largest first
+    y_range: tuple[float, float] | None = None  # the metric's possible range (a win rate's 0..1), for the axis
+    names: tuple[tuple[str, str], ...] = ()  # (method label, the paper's legend name) shown in the legend
     algorithms: tuple[str, ...] = field(default=())  # empty: every algorithm found
 
     def select(self, runs: pd.DataFrame, own_preset: bool = True) -> pd.DataFrame:
@@ -73,7 +75,7 @@ CURVES = {
         name="resq_fig3_smax",
         title="ResQ paper Fig. 3 (SMAX version): test win rate against env steps",
         source="resq Fig. 3, Sec. 5.3 (on SMAX's maps that SMAC's figure shares)",
-        envs=("smax_*",), metric="test/battle_won_mean", ylabel="test win rate",
+        envs=("smax_*",), metric="test/battle_won_mean", ylabel="test win rate", y_range=(0.0, 1.0),
         sweep="python -m resq.run -m experiment=resq_fig3_smax",
     ),
     "resq_fig4": CurveExperiment(
@@ -87,7 +89,9 @@ CURVES = {
         name="resq_fig5",
         title="ResQ paper Fig. 5: main and residual function ablations",
         source="resq Fig. 5, Sec. 5.5",
-        envs=("smax_*", "smac_*", "predator_prey*"), metric="test/battle_won_mean", ylabel="test win rate",
+        # SMAX maps, and real SMAC's maps of the figure (env=mmm2, env=8m_vs_9m, or env=smac env.map_name=...)
+        envs=("smax_*", "mmm2", "8m_vs_9m", "smac"), metric="test/battle_won_mean", ylabel="test win rate",
+        y_range=(0.0, 1.0),
         sweep="python -m resq.run -m experiment=resq_fig5",
         groups=(
             ("(a, b) main function", ({"algorithm": "resq", "residual_function": "ff"}, "qmix", "qatten", "vdn")),
@@ -96,6 +100,12 @@ CURVES = {
             ("(d) residual function", ({"algorithm": "resq", "main_function": "qmix"},)),
             ("(e) distributional residual function", ({"algorithm": "resz", "main_function": "datten"},)),
         ),
+        names=(("resq[main=qmix,residual=ff]", "ResQ"), ("resq[main=vdn,residual=ff]", "Qtot-VDN"),
+               ("resq[main=qatten,residual=ff]", "Qtot-QAtten"), ("resq[main=qmix,residual=qmix]", "Qr-QMIX"),
+               ("resq[main=qmix,residual=vdn]", "Qr-VDN"), ("resq[main=qmix,residual=qatten]", "Qr-QAtten"),
+               ("resz[main=datten,residual=datten]", "ResZ"), ("resz[main=ddn,residual=datten]", "Ztot-DDN"),
+               ("resz[main=dmix,residual=datten]", "Ztot-DMIX"), ("resz[main=datten,residual=ff]", "Zr-FF"),
+               ("resz[main=datten,residual=ddn]", "Zr-DDN"), ("resz[main=datten,residual=dmix]", "Zr-DMIX")),
     ),
     "qtran_fig3": CurveExperiment(
         name="qtran_fig3",

@@ -8,7 +8,7 @@ from analysis import figures
 from analysis.__main__ import main
 from analysis.curves import curve_data
 from analysis.experiments import CURVES
-from analysis.palette import PALETTE, colour
+from analysis.palette import PALETTE, SAME_METHOD, colour
 from analysis.runs import load_result_json, load_runs
 from tests.test_analysis_support import curve, write_run
 
@@ -113,6 +113,43 @@ def test_ablation_figure_groups_runs_into_the_papers_panels(tmp_path, capsys):
 
 
 
+
+def test_panels_with_different_methods_get_a_legend_each_and_a_win_rate_axis_stays_in_0_1(tmp_path):
+    """Fig. 5's groups hold different methods: each panel's legend lists its own (with the paper's
+    legend name, in the paper's order first); Fig. 4's panels share one legend. A win rate flat at 0 is
+    drawn on an axis from about 0 to 0.1, not -0.04..0.04."""
+    for algorithm, main_function, residual in [("resq", "qmix", "ff"), ("resq", "vdn", "ff"), ("qmix", "qmix", "none"),
+                                               ("resq", "qmix", "qatten")]:
+        write_run(tmp_path / "fig5", f"{algorithm}_{main_function}_{residual}", env="smax_8m_vs_9m",
+                  algorithm=algorithm, seed=0, main_function=main_function, residual_function=residual,
+                  evaluations=curve([0.0, 0.0], metric="test/battle_won_mean"))
+    experiment = CURVES["resq_fig5"]
+    data = curve_data(load_runs(tmp_path / "fig5"), experiment.metric, experiment)
+    fig = figures.curves_axes(data, ylabel="test win rate", y_range=experiment.y_range, names=dict(experiment.names))
+    legends = {ax.get_title(): [t.get_text() for t in ax.get_legend().get_texts()] for ax in fig.axes if ax.get_legend()}
+    assert legends == {
+        "(a, b) main function: smax_8m_vs_9m": ["ResQ: resq[main=qmix,residual=ff]", "Qtot-VDN: resq[main=vdn,residual=ff]",
+                                                "qmix"],
+        "(d) residual function: smax_8m_vs_9m": ["ResQ: resq[main=qmix,residual=ff]",
+                                                 "Qr-QAtten: resq[main=qmix,residual=qatten]"],
+    }
+    assert not fig.legends
+    bottom, top = fig.axes[0].get_ylim()
+    assert -0.05 < bottom < 0 and 0.1 <= top < 0.2
+    lines = {line.get_color() for line in fig.axes[0].get_lines()}
+    assert PALETTE["resq"] in lines  # the paper's ResQ keeps ResQ's colour among its variants
+
+    write_fig4(tmp_path / "fig4")
+    fig4 = curve_data(load_runs(tmp_path / "fig4"), "test/return_mean", CURVES["resq_fig4"])
+    # p = 0 has two of p = -2's five methods: panels differ, so each gets its own legend
+    fig = figures.curves_axes(fig4)
+    assert [len(ax.get_legend().get_texts()) for ax in fig.axes if ax.get_legend()] == [2, 5]
+    shared = curve_data(load_runs(tmp_path / "fig4"), "test/return_mean", CURVES["resq_fig4"])
+    shared.frame = shared.frame[shared.frame["method"].isin(["resq", "qmix"])]
+    fig = figures.curves_axes(shared)
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["qmix", "resq"]
+    assert not any(ax.get_legend() for ax in fig.axes)
+
 def test_a_curve_analysis_reads_the_runs_of_its_own_preset_and_of_none(tmp_path, capsys):
     """Fig. 3 (SMAX) and Fig. 5 both select env smax_*: a sweep of one must not leak into the other's
     figure (Fig. 5's ResQ variants turned Fig. 3's "resq" into "resq[main=qmix,residual=ff]" and added
@@ -136,6 +173,9 @@ def test_a_curve_analysis_reads_the_runs_of_its_own_preset_and_of_none(tmp_path,
         smax_run(f"fig5_qtot_vdn_{seed}", "resq", "vdn", "ff", seed, "resq_fig5")
     smax_run("fig5_qr_qatten", "resq", "qmix", "qatten", 0, "resq_fig5", single=True)
     smax_run("plain_vdn", "vdn", "vdn", "none", 0)  # no preset: any analysis of its env may read it
+    # predator-prey logs no win rate: not a Fig. 5 env (its panels used to hold empty predator-prey curves)
+    write_run(tmp_path, "plain_pp", env="predator_prey", algorithm="resq", seed=0, main_function="qmix",
+              residual_function="ff", evaluations=curve([0.0, 1.0]))
     runs = load_runs(tmp_path)
     assert runs.runs.set_index("run_dir")["experiment"].to_dict()[str(tmp_path / "plain_vdn")] == "none"
 
@@ -147,6 +187,7 @@ def test_a_curve_analysis_reads_the_runs_of_its_own_preset_and_of_none(tmp_path,
     assert fig5.methods == ["resq[main=qmix,residual=ff]", "resq[main=qmix,residual=qatten]",
                             "resq[main=vdn,residual=ff]", "vdn"]
     assert fig5.frame[fig5.frame["method"] == "resq[main=qmix,residual=ff]"]["run_dir"].nunique() == 2
+    assert set(fig5.runs["env"]) == {"smax_8m_vs_9m"}
 
     only_fig5 = tmp_path / "only_fig5"
     only_fig5.mkdir()
@@ -208,7 +249,9 @@ def test_mtq_figure_without_the_env_package_still_draws_the_paths(tmp_path, caps
 
 def test_each_method_keeps_its_colour():
     assert colour("resq") == PALETTE["resq"] and colour("qmix") == PALETTE["qmix"]
-    assert len(set(PALETTE.values())) == len(PALETTE)
+    distinct = {label: c for label, c in PALETTE.items() if label not in SAME_METHOD}
+    assert len(set(distinct.values())) == len(distinct)
+    assert all(PALETTE[label] == PALETTE[same] for label, same in SAME_METHOD.items())
     variant = "resq[main=vdn,residual=ff]"
     assert colour(variant) == colour(variant) and colour(variant).startswith("#")
 
