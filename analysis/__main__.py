@@ -95,8 +95,13 @@ def figure_command(args) -> str:
             written, note = figures.mtq_figure(data, finals, out / args.name, title=experiment.title,
                                                ylabel=experiment.ylabel)
         else:
+            from analysis.curves import not_drawn
+
+            missing = not_drawn(runs, experiment)
+            footnote = "not drawn: " + "; ".join(missing) if missing else ""
+            note = footnote
             written = figures.curves_figure(data, out / args.name, experiment.title, experiment.ylabel,
-                                            experiment.y_range, dict(experiment.names))
+                                            experiment.y_range, dict(experiment.names), footnote)
         what = f"{len(data.methods)} method(s) in {len(data.panels)} panel(s): {', '.join(data.panels)}"
     else:
         from analysis.tables import heatmap_rows, summarise_matrix

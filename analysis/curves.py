@@ -83,3 +83,24 @@ def curve_data(runs: Runs, metric: str, experiment: CurveExperiment | None = Non
     selected = selected.explode(["panel", "group"]) if grouped else selected
     return CurveData(metric, frame.reset_index(drop=True), selected, keys,
                      descending=bool(experiment and experiment.descending_panels))
+
+
+def not_drawn(runs: Runs, experiment: CurveExperiment) -> list[str]:
+    """The experiment's runs (its envs, its preset or none) that a figure leaves out, per method label:
+    e.g. "qplex: 2 failed (NonFiniteLossError)", so a method that failed in every seed is not silently
+    missing from the legend."""
+    chosen = experiment.select(runs.runs)
+    if chosen.empty:
+        return []
+    chosen = chosen.copy()
+    chosen["method"] = method_labels(chosen)
+    left_out = chosen[~chosen["usable"]]
+    lines = []
+    for method, group in left_out.groupby("method"):
+        parts = []
+        for status, rows in group.groupby("status"):
+            kinds = sorted({str(r).split(": ", 2)[1].split(":")[0] for r in rows["reason"]
+                            if str(r).startswith("run.json says failed: ")})
+            parts.append(f"{len(rows)} {status}" + (f" ({', '.join(kinds)})" if kinds else ""))
+        lines.append(f"{method}: {', '.join(parts)}")
+    return lines

@@ -46,14 +46,16 @@ def _legend_handles(methods: list[str], colours: dict[str, str],
 
 
 def curves_axes(data: CurveData, title: str = "", ylabel: str | None = None,
-                y_range: tuple[float, float] | None = None, names: dict[str, str] | None = None) -> plt.Figure:
+                y_range: tuple[float, float] | None = None, names: dict[str, str] | None = None,
+                footnote: str = "") -> plt.Figure:
     """Metric against env steps: mean over seeds and a standard-error band, a panel per map/setting.
 
     One legend beside the panels when every panel shows the same methods (Fig. 3, Fig. 4); otherwise a legend
     under each panel with that panel's methods only (Fig. 5's ablation groups). `y_range`: the metric's
     possible range (a win rate's 0..1): the axis stays inside it and spans at least a tenth of it, so a
     curve flat at 0 is drawn at the bottom of the axis rather than in the middle of a +-0.04 one. `names`:
-    the paper's legend name of a method label, shown before the label."""
+    the paper's legend name of a method label, shown before the label. `footnote`: a line under the figure
+    (the runs it leaves out)."""
     panels = data.panels
     methods = data.methods
     colours = palette_for(methods)
@@ -92,13 +94,16 @@ def curves_axes(data: CurveData, title: str = "", ylabel: str | None = None,
                    frameon=False)
     if title:
         fig.suptitle(title)
+    if footnote:
+        fig.supxlabel(footnote, fontsize=7, ha="left", x=0.01, color="dimgray")
     return fig
 
 
 def curves_figure(data: CurveData, path_stem: Path, title: str = "", ylabel: str | None = None,
-                  y_range: tuple[float, float] | None = None, names: dict[str, str] | None = None) -> list[Path]:
+                  y_range: tuple[float, float] | None = None, names: dict[str, str] | None = None,
+                  footnote: str = "") -> list[Path]:
     """`curves_axes`, saved as PNG and PDF."""
-    fig = curves_axes(data, title, ylabel, y_range, names)
+    fig = curves_axes(data, title, ylabel, y_range, names, footnote)
     paths = save_figure(fig, path_stem)
     plt.close(fig)
     return paths

@@ -85,6 +85,26 @@ def test_when_every_run_was_skipped_the_error_says_why(tmp_path, capsys):
     assert "crashed: failed (error.txt present; skipped)" in err
 
 
+
+def test_a_method_whose_runs_all_failed_is_named_under_the_figure(tmp_path, capsys):
+    """QPLEX failed in both seeds of the SMAX Fig. 3 sweep: the figure says so instead of silently
+    leaving it out of the legend."""
+    for seed in (0, 1):
+        write_run(tmp_path, f"resq_{seed}", env="smax_3s_vs_3z", algorithm="resq", seed=seed,
+                  evaluations=curve([0.0, 0.1], metric="test/battle_won_mean"))
+        write_run(tmp_path, f"qplex_{seed}", env="smax_3s_vs_3z", algorithm="qplex", seed=seed,
+                  evaluations=curve([0.0], metric="test/battle_won_mean"), t_max=1000, status="failed",
+                  run_json={"error": "NonFiniteLossError: the loss_td loss became nan"})
+    write_run(tmp_path, "qmix_cut", env="smax_3s_vs_3z", algorithm="qmix", seed=0, t_max=5000,
+              evaluations=curve([0.0, 0.0], metric="test/battle_won_mean"))
+    write_run(tmp_path, "pp", env="predator_prey", algorithm="vdn", seed=0, evaluations=curve([0.0]), error="boom")
+    assert main(["figure", "resq_fig3_smax", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "note: not drawn: qmix: 1 unfinished; qplex: 2 failed (NonFiniteLossError)" in out  # not the vdn run
+    data = curve_data(load_runs(tmp_path), "test/battle_won_mean", CURVES["resq_fig3_smax"])
+    fig = figures.curves_axes(data, footnote="not drawn: qplex: 2 failed")
+    assert fig.get_supxlabel() == "not drawn: qplex: 2 failed"
+
 def test_experiment_figures_select_their_envs(tmp_path, capsys):
     write_fig4(tmp_path)
     write_run(tmp_path, "smax", env="smax_3s_vs_5z", algorithm="resq", seed=0,
