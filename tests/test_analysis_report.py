@@ -179,3 +179,21 @@ def test_fig5_claims_are_checked_in_their_own_panel_group(tmp_path):
     assert residual.verdict == "does not hold"  # Zr-FF 0.7 beats ResZ's 0.55
     assert any("ranking resz[main=datten,residual=ff] > resz[main=datten,residual=datten]" in line
                for line in residual.ours)
+
+
+def test_a_method_tied_for_first_is_not_the_best(tmp_path):
+    """The reduced-budget Fig. 4 sweep: at p = -2 six methods end at exactly 0 and QTRAN below; 'ResQ obtains
+    the best returns' held because ResQ came first in a sort among equals. A tie for first is not best, and
+    a tied rank holds only if every rank of the tie is allowed."""
+    finals = {"resq": [0.0, 0.0], "vdn": [0.0, 0.0], "qtran_base": [-1.0, -2.0]}
+    for algorithm, values in finals.items():
+        for seed, value in enumerate(values):
+            write_run(tmp_path, f"{algorithm}_{seed}", env="predator_prey", algorithm=algorithm, seed=seed,
+                      evaluations=curve([-0.5, value]), config={"env": {"punishment": -2}})
+    evaluator = Evaluator(load_runs(tmp_path))
+    best = evaluator.evaluate(claim("resq_fig4_p-2_best"))
+    assert best.verdict == "does not hold"
+    assert any(line.endswith("ranking resq = vdn > qtran_base") for line in best.ours), best.ours
+    assert Evaluator.rank_holds([1.0, 0.5, 0.5, 0.0], 1, [2, 3])  # tied for 2nd-3rd: both allowed
+    assert not Evaluator.rank_holds([1.0, 0.5, 0.5, 0.0], 1, [2])  # second only by the order of a sort
+    assert Evaluator.rank_holds([1.0, 0.5, 0.5, 0.0], 3, [4]) and not Evaluator.rank_holds([1.0, 1.0], 0, [1])
