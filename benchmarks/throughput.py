@@ -8,7 +8,7 @@ Positional arguments are Hydra overrides; the data module and learner are built 
 `python -m resq.run` builds a run. Printed (and written to --out as JSON):
 
 - raw:        env steps/s of the B = data.n_envs training envs with uniform random available actions
-              (no policy, no buffer);
+              (no policy, no buffer; in inference mode, as the collector runs);
 - collection: env steps/s of `EpisodeCollector.collect` with the policy acting at --epsilon (< 1, so
               the forward pass runs every step) plus the buffer insert: what a training epoch pays
               for its data;
@@ -28,6 +28,12 @@ Every rate is given twice: per wall-clock second and per CPU second of this proc
 (`time.process_time`). On a shared machine the CPU-second rate is the steadier one: a process that
 waits for a core accrues no CPU time. Each figure is the median of --repeats interleaved blocks, with
 the spread. The load average before and after is recorded.
+
+When the training env steps shares of its copies in worker processes (`env.workers`, `worker_pids`),
+the CPU of this process leaves theirs out, so one more rate is given: per CPU second of this process and
+its workers together ("cpu_all", from /proc/<pid>/stat in 10 ms ticks, Linux): what the work costs.
+On idle cores the processes run in parallel, so the wall clock can beat it (at best by the number of
+cores); on a loaded machine neither CPU rate says what the wall clock of an idle one would be.
 """
 
 from __future__ import annotations
@@ -56,17 +62,42 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from update_cost import build, compose_run, fill_buffer, update_step
 
 
-class Clock:
-    """Wall and process-CPU seconds since `start()`."""
+def process_cpu(pid: int) -> float:
+    """CPU seconds (user + system) of another live process, from /proc/<pid>/stat (Linux)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
-    def __init__(self) -> None:
+
+class Clock:
+    """Wall and process-CPU seconds since `start()`, and the CPU seconds of the worker processes `pids`."""
+
+    def __init__(self, pids: list[int] | tuple = ()) -> None:
+        self.pids = list(pids)
         self.start()
 
     def start(self) -> None:
         self.wall, self.cpu = time.perf_counter(), time.process_time()
+        self.workers = [process_cpu(pid) for pid in self.pids]
 
     def read(self) -> tuple[float, float]:
         return time.perf_counter() - self.wall, time.process_time() - self.cpu
+
+    def read_workers(self) -> list[float]:
+        return [process_cpu(pid) - start for pid, start in zip(self.pids, self.workers)]
+
+
+def rates(steps: float, wall: float, cpu: float, workers: list[float]) -> dict[str, float]:
+    """Steps per wall s and per CPU s of this process; with workers also per CPU s of all the processes
+    ("cpu_all")."""
+    out = {"wall": steps / wall, "cpu": steps / cpu, "steps": steps}
+    if workers:
+        out.update(cpu_all=steps / (cpu + sum(workers)), worker_cpu_s=workers, main_cpu_s=cpu)
+    return out
+
+
+def worker_pids(env) -> list[int]:
+    return list(getattr(env, "worker_pids", []))
 
 
 def random_actions(env: BatchedEnv, avail: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -77,8 +108,11 @@ def random_actions(env: BatchedEnv, avail: torch.Tensor, generator: torch.Genera
     return low + (high - low) * torch.rand(env.n_envs, spec.n_agents, spec.action_dim, generator=generator)
 
 
+@torch.inference_mode()
 def raw_rollout(env: BatchedEnv, generator: torch.Generator) -> int:
-    """One batch of episodes with uniform random actions; returns the env steps taken (as t_env counts)."""
+    """One batch of episodes with uniform random actions; returns the env steps taken (as t_env counts).
+    In inference mode, as the collector steps envs: a torch env's own ops are cheaper there (without it
+    predator-prey's raw rate was below its collection rate)."""
     step = env.reset()
     active = torch.ones(env.n_envs, dtype=torch.bool)
     steps = 0
@@ -91,13 +125,14 @@ def raw_rollout(env: BatchedEnv, generator: torch.Generator) -> int:
     return steps
 
 
-def rate(fn, min_steps: int) -> dict[str, float]:
-    """Env steps per wall and per CPU second of `fn() -> steps`, called until `min_steps` are done."""
-    clock, steps = Clock(), 0
+def rate(fn, min_steps: int, pids: list[int] | tuple = ()) -> dict[str, float]:
+    """Env steps per wall and per CPU second of `fn() -> steps`, called until `min_steps` are done (and
+    per CPU second with the worker processes `pids`, see `rates`)."""
+    clock, steps = Clock(pids), 0
     while steps < min_steps:
         steps += fn()
     wall, cpu = clock.read()
-    return {"wall": steps / wall, "cpu": steps / cpu, "steps": steps}
+    return rates(steps, wall, cpu, clock.read_workers())
 
 
 def per_call_ms(fn, calls: int) -> dict[str, float]:
@@ -116,17 +151,20 @@ class LoopTimer(pl.Callback):
     `updates_per_rollout` updates), whatever that offset."""
 
     def __init__(self) -> None:
-        self.marks: list[tuple[float, float, int]] = []  # (wall, cpu, t_env) at each training batch start
+        self.marks: list[tuple[float, float, int, list[float]]] = []  # (wall, cpu, t_env, workers' cpu) per batch
         self.eval_wall = self.eval_cpu = 0.0
         self._eval: Clock | None = None
-        self._clock = Clock()
+        self._clock: Clock | None = None
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if self._clock is None:  # the training env (and its workers) exists by the first batch
+            self._clock = Clock(worker_pids(trainer.datamodule.train_env))
         wall, cpu = self._clock.read()
-        self.marks.append((wall - self.eval_wall, cpu - self.eval_cpu, trainer.datamodule.t_env))
+        self.marks.append((wall - self.eval_wall, cpu - self.eval_cpu, trainer.datamodule.t_env,
+                           self._clock.read_workers()))
 
     def on_validation_start(self, trainer, pl_module) -> None:
-        if not trainer.sanity_checking:
+        if not trainer.sanity_checking and self._clock is not None:
             self._eval = Clock()
 
     def on_validation_end(self, trainer, pl_module) -> None:
@@ -139,9 +177,10 @@ class LoopTimer(pl.Callback):
         if len(self.marks) < 3:
             raise RuntimeError(f"only {len(self.marks)} training batches were timed: raise --train-steps well above "
                                f"the buffer warm-up (data.batch_size episodes)")
-        (w0, c0, t0), (w1, c1, t1) = self.marks[0], self.marks[-1]
-        return {"wall": (t1 - t0) / (w1 - w0), "cpu": (t1 - t0) / (c1 - c0), "steps": t1 - t0,
-                "updates": len(self.marks) - 1, "eval_wall_s": self.eval_wall}
+        (w0, c0, t0, k0), (w1, c1, t1, k1) = self.marks[0], self.marks[-1]
+        workers = [b - a for a, b in zip(k0, k1)]  # the training env's workers (the test env's are apart)
+        return {**rates(t1 - t0, w1 - w0, c1 - c0, workers), "updates": len(self.marks) - 1,
+                "eval_wall_s": self.eval_wall}
 
 
 def training_rate(overrides: list[str], train_steps: int) -> dict[str, float]:
@@ -224,9 +263,10 @@ def measure_parts(cfg, choices, args) -> dict:
 
     batch = buffer.sample(datamodule.batch_size, datamodule.generator)
     out: dict = {"raw": [], "collection": [], "update_ms": [], "sample_ms": []}
+    pids = worker_pids(env)
     for _ in range(args.repeats):
-        out["raw"].append(rate(lambda: raw_rollout(env, generator), args.steps))
-        out["collection"].append(rate(collect, args.steps))
+        out["raw"].append(rate(lambda: raw_rollout(env, generator), args.steps, pids))
+        out["collection"].append(rate(collect, args.steps, pids))
         fixed = buffer.sample(datamodule.batch_size, datamodule.generator)
         update(fixed)  # warm-up
         out["update_ms"].append(per_call_ms(lambda b=fixed: update(b), args.updates))
@@ -235,6 +275,7 @@ def measure_parts(cfg, choices, args) -> dict:
     out["stored"] = buffer_bytes(buffer)
     out["info"] = {
         "n_envs": env.n_envs, "n_agents": env.spec.n_agents, "episode_limit": env.spec.episode_limit,
+        "env_workers": len(pids),
         "batch_size": datamodule.batch_size, "updates_per_rollout": datamodule.updates_per_rollout,
         "batch_mean_episode_length": float(batch.lengths.float().mean()),
     }
@@ -278,19 +319,25 @@ def main() -> None:
         **info, "epsilon": args.epsilon, "torch_threads": threads,
     }
     raw, collection, update_ms, sample_ms = parts["raw"], parts["collection"], parts["update_ms"], parts["sample_ms"]
-    for clock in ("wall", "cpu"):
+    clocks = ["wall", "cpu"] + (["cpu_all"] if info["env_workers"] else [])
+    results["clocks"] = clocks
+
+    def pick(x: dict, clock: str) -> float:  # updates, samples and the bare env run in this process only
+        return x[clock] if clock in x else x["cpu"]
+
+    for clock in clocks:
         r = {
-            "raw_steps_per_s": summary([x[clock] for x in raw]),
-            "collection_steps_per_s": summary([x[clock] for x in collection]),
-            "update_ms": summary([x[clock] for x in update_ms]),
-            "sample_ms": summary([x[clock] for x in sample_ms]),
+            "raw_steps_per_s": summary([pick(x, clock) for x in raw]),
+            "collection_steps_per_s": summary([pick(x, clock) for x in collection]),
+            "update_ms": summary([pick(x, clock) for x in update_ms]),
+            "sample_ms": summary([pick(x, clock) for x in sample_ms]),
         }
         if training:
-            r["training_steps_per_s"] = summary([x[clock] for x in training])
+            r["training_steps_per_s"] = summary([pick(x, clock) for x in training])
         med = {k: v["median"] for k, v in r.items()}
         steps_per_update = info["n_envs"] * info["batch_mean_episode_length"] / max(info["updates_per_rollout"], 1)
         if bare:
-            r["bare_gym_steps_per_s"] = summary([x[clock] for x in bare])
+            r["bare_gym_steps_per_s"] = summary([pick(x, clock) for x in bare])
             med["bare_gym_steps_per_s"] = r["bare_gym_steps_per_s"]["median"]
         r["ratios"] = {"collection_over_raw": med["collection_steps_per_s"] / med["raw_steps_per_s"]}
         if bare:
@@ -302,8 +349,10 @@ def main() -> None:
                 # of one training step's time (steps_per_update env steps + one update), the share in the update
                 "update_share_of_training": (med["update_ms"] / 1e3) * med["training_steps_per_s"] / steps_per_update,
             })
-            # what a training step costs beyond its update, its buffer sample and its share of collection:
-            # Lightning's loop, hooks and logging, the data module's bookkeeping
+            # what a training step costs beyond its update, its buffer sample and its share of collection
+            # measured alone: Lightning's loop, hooks and logging, the data module's bookkeeping, and the
+            # parts running slower inside the loop than alone (each evicts the other's caches; py-spy
+            # puts Lightning's own frames at ~2% of the lbforaging loop, docs/performance.md)
             loop_ms = 1e3 * steps_per_update / med["training_steps_per_s"]
             parts_ms = med["update_ms"] + med["sample_ms"] + 1e3 * steps_per_update / med["collection_steps_per_s"]
             r["loop_overhead_ms_per_update"] = loop_ms - parts_ms
@@ -327,16 +376,18 @@ def main() -> None:
 
 def report(r: dict, reference: float | None) -> str:
     c = r["choices"]
-    title = (f"{c['algorithm']} on {c['env']} (agent {c['agent']}), B={r['n_envs']} envs, N={r['n_agents']}, "
+    clocks = r.get("clocks", ["wall", "cpu"])
+    workers = f", {r['env_workers']} env worker processes" if r.get("env_workers") else ""
+    title = (f"{c['algorithm']} on {c['env']} (agent {c['agent']}), B={r['n_envs']} envs{workers}, N={r['n_agents']}, "
              f"batch {r['batch_size']}, epsilon {r['epsilon']}, {r['torch_threads']} torch thread(s); "
              f"load average {r['machine']['load_before'][0]:.1f} -> {r['machine']['load_after'][0]:.1f}")
-    lines = [title,
-             "", "| figure | per wall s | per CPU s |", "|---|---|---|"]
+    heads = {"wall": "per wall s", "cpu": "per CPU s (this process)", "cpu_all": "per CPU s (with its workers)"}
+    lines = [title, "", "| figure | " + " | ".join(heads[k] for k in clocks) + " |", "|---" * (len(clocks) + 1) + "|"]
 
     def row(name: str, key: str, fmt: str) -> None:
         cells = [f"{fmt.format(r[k][key]['median'])} ({fmt.format(r[k][key]['min'])}-{fmt.format(r[k][key]['max'])})"
-                 for k in ("wall", "cpu")]
-        lines.append(f"| {name} | {cells[0]} | {cells[1]} |")
+                 for k in clocks]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
 
     if "bare_gym_steps_per_s" in r["wall"]:
         row("the gymnasium env alone, steps/s", "bare_gym_steps_per_s", "{:,.0f}")
@@ -347,10 +398,10 @@ def report(r: dict, reference: float | None) -> str:
     row("ms per update", "update_ms", "{:.2f}")
     row("ms per buffer sample", "sample_ms", "{:.2f}")
     if "loop_overhead_ms_per_update" in r["wall"]:
-        lines.append(f"| loop overhead, ms per update (Lightning, hooks, bookkeeping) | "
-                     f"{r['wall']['loop_overhead_ms_per_update']:.2f} | {r['cpu']['loop_overhead_ms_per_update']:.2f} |")
+        lines.append("| loop overhead, ms per update (Lightning, bookkeeping, parts slower in the loop than alone) | "
+                     + " | ".join(f"{r[k]['loop_overhead_ms_per_update']:.2f}" for k in clocks) + " |")
     for name in r["wall"]["ratios"]:
-        lines.append(f"| {name.replace('_', ' ')} | {r['wall']['ratios'][name]:.3f} | {r['cpu']['ratios'][name]:.3f} |")
+        lines.append(f"| {name.replace('_', ' ')} | " + " | ".join(f"{r[k]['ratios'][name]:.3f}" for k in clocks) + " |")
     lines += ["", f"peak RSS {r['peak_rss_mb']:,.0f} MB; replay buffer when full {r['buffer_bytes_full'] / 2**20:,.1f} MB = "
               f"{r['bytes_per_env_step']:,.0f} bytes per stored env step ("
               + ", ".join(f"{k} {v:,.0f} {r['dtypes'][k]}" for k, v in r["bytes_per_env_step_by_field"].items() if v) + ")"]

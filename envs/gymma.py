@@ -1,4 +1,5 @@
-"""Gymnasium multi-agent environments (lbforaging-style) as a `BatchedEnv` (B copies in a loop).
+"""Gymnasium multi-agent environments (lbforaging-style) as a `BatchedEnv`: B copies, stepped in this
+process or by worker processes in parallel.
 
 These envs are ordinary gymnasium envs whose observation and action spaces are Tuples with one entry
 per agent (lbforaging 2.x registers e.g. "Foraging-8x8-2p-3f-v3" when `lbforaging` is imported):
@@ -13,22 +14,46 @@ per agent (lbforaging 2.x registers e.g. "Foraging-8x8-2p-3f-v3" when `lbforagin
 `time_limit` defaults to the env's own limit (its gymnasium spec, or lbforaging's max_episode_steps).
 The one case that rule mislabels is an episode that truly ends on exactly its last allowed step (say the
 last food collected at step 50): it is bootstrapped from a state where nothing is left to collect.
+
+The copies are stepped at numpy level by `envs.gym_copies.GymCopies`. With `workers=W > 0` they are
+split into W + 1 contiguous shares: this process steps the first while W worker processes step the
+others in parallel, writing into arrays in shared memory (`envs/gym_worker.py`); this class turns the
+arrays into torch tensors, one copy per field and step. The episodes are the same for any number of
+workers (copy b is reset with seed + b either way). Workers can only pay off when the env's own step
+is much of a step's cost and a core is free for them; with the other core busy (another job) one
+worker made lbforaging at 8 copies slower (`docs/performance.md`), hence the default 0. Worker
+processes end with `close()`, with the interpreter (a finalizer) or, if this process dies without
+either, on their own when their connection to it closes.
 """
 
 from __future__ import annotations
 
-import importlib
-import warnings
+import mmap
+import os
+import subprocess
+import tempfile
+import weakref
+from multiprocessing.connection import Connection
 from typing import Any
 
 import numpy as np
 import torch
 
 from envs.base import BatchedEnv, EnvSpec, TimeStep
+from envs.gym_copies import (
+    GYMMA_INSTALL,
+    GymCopies,
+    Layout,
+    find_state,
+    import_env_module,
+    make_env,
+    split_key,
+)
+from envs.gym_worker import WorkerConfig, start_worker
 from envs.optional import require
 from envs.pettingzoo import find_attribute
 
-GYMMA_INSTALL = 'pip install -e ".[lbf]"   (or: pip install "lbforaging>=2,<3" "gymnasium>=1,<2")'
+__all__ = ["GYMMA_INSTALL", "GymMultiAgentEnv", "resolve_workers"]
 
 
 def _spaces(space, what: str, key: str) -> list:
@@ -37,6 +62,14 @@ def _spaces(space, what: str, key: str) -> list:
         raise TypeError(f"env.key={key}: the {what} space {space} is not a Tuple with one entry per agent; "
                          f"this adapter is for multi-agent gymnasium envs such as lbforaging's")
     return list(spaces)
+
+
+def resolve_workers(workers: int, n_envs: int) -> int:
+    """`env.workers` -> the number of worker processes beside this one: as given, at most n_envs - 1
+    (this process always steps a share, so one env never starts a worker)."""
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
+        raise ValueError(f"env.workers must be an integer >= 0 (0: step every copy in this process), got {workers!r}")
+    return min(workers, n_envs - 1)
 
 
 class GymMultiAgentEnv(BatchedEnv):
@@ -49,37 +82,46 @@ class GymMultiAgentEnv(BatchedEnv):
         seed: copy b is reset with seed + b the first time.
         time_limit: steps per episode; None = the env's own limit (an error if it has none).
         kwargs: keyword arguments of gymnasium.make (the env's constructor arguments).
+        workers: worker processes that step shares of the copies in parallel with this process (which
+            steps the first share), at most n_envs - 1; 0 = every copy in this process. The episodes are
+            the same for any number.
+        timeout: seconds to wait for a worker's answer before failing (and closing the workers).
     """
 
     def __init__(self, key: str, n_envs: int = 1, seed: int = 0, time_limit: int | None = None,
-                 kwargs: dict[str, Any] | None = None) -> None:
+                 kwargs: dict[str, Any] | None = None, workers: int = 0, timeout: float = 300.0) -> None:
         if n_envs < 1:
             raise ValueError(f"n_envs must be >= 1, got {n_envs}")
+        n_workers = resolve_workers(workers, n_envs)
         gym = require("gymnasium", GYMMA_INSTALL)
-        module, _, env_id = key.rpartition(":") if ":" in key else ("", "", key)
+        module, env_id = split_key(key)
         if module:
             try:
-                importlib.import_module(module)
+                import_env_module(key)
             except ImportError as error:
                 raise ValueError(f"env.key={key}: cannot import `{module}` ({error})") from error
         elif env_id.startswith("Foraging"):
             require("lbforaging", GYMMA_INSTALL, why=f"env.key={key} is a level-based foraging env.")
         env_kwargs = dict(kwargs or {})
+        # This process's share of the copies (every copy with workers=0); the workers build their own.
+        shares = np.array_split(np.arange(n_envs), n_workers + 1)
         try:
-            self.envs = [gym.make(env_id, disable_env_checker=True, **env_kwargs) for _ in range(n_envs)]
+            envs = [make_env(env_id, env_kwargs) for _ in shares[0]]
         except gym.error.Error as error:
             raise ValueError(f"env.key={key}: {error}") from error
         except TypeError as error:
             raise ValueError(f"env.key={key}: the env rejected env.kwargs {env_kwargs}: {error}") from error
         self.key = key
         self.n_envs = n_envs
-        first = self.envs[0]
+        self.n_workers = n_workers
+        self.timeout = float(timeout)
+        first = envs[0]
         obs_spaces = _spaces(first.observation_space, "observation", key)
         action_spaces = _spaces(first.action_space, "action", key)
         for i, space in enumerate(action_spaces):
             if not hasattr(space, "n"):
                 raise ValueError(f"env.key={key}: agent {i} has a non-discrete action space {space}")
-        self._obs_sizes = [int(np.prod(space.shape)) for space in obs_spaces]
+        obs_sizes = tuple(int(np.prod(space.shape)) for space in obs_spaces)
         n_valid = [int(space.n) for space in action_spaces]
         limit = time_limit
         if limit is None:
@@ -87,78 +129,165 @@ class GymMultiAgentEnv(BatchedEnv):
                 first, ("_max_episode_steps", "max_episode_steps"))
         if limit is None:
             raise ValueError(f"env.key={key} has no time limit of its own: set env.time_limit=<steps>")
-        self._state_fns = [self._find_state(env.unwrapped) for env in self.envs]
-        state_dim = sum(self._obs_sizes)
-        if self._state_fns[0] is not None:
+        state_fn = find_state(first.unwrapped)
+        state_dim = sum(obs_sizes)
+        if state_fn is not None:
             first.reset(seed=seed)
-            state_dim = int(np.asarray(self._state_fns[0](), dtype=np.float32).size)
-        self.spec = EnvSpec(n_agents=len(obs_spaces), n_actions=max(n_valid), obs_dim=max(self._obs_sizes),
+            state_dim = int(np.asarray(state_fn(), dtype=np.float32).size)
+        self.spec = EnvSpec(n_agents=len(obs_spaces), n_actions=max(n_valid), obs_dim=max(obs_sizes),
                             state_dim=state_dim, episode_limit=int(limit))
-        b, n, a = n_envs, self.spec.n_agents, self.spec.n_actions
-        self._valid = torch.zeros(n, a, dtype=torch.bool)
+        n, a = self.spec.n_agents, self.spec.n_actions
+        self._layout = Layout(n_envs=n_envs, n_agents=n, obs_dim=self.spec.obs_dim, state_dim=state_dim,
+                              obs_sizes=obs_sizes, own_state=state_fn is not None, episode_limit=self.spec.episode_limit)
+        valid = torch.zeros(n, a, dtype=torch.bool)
         for i, count in enumerate(n_valid):
-            self._valid[i, :count] = True
-        self._seeds: list[int | None] = [seed + b for b in range(n_envs)]
-        self._obs = torch.zeros(b, n, self.spec.obs_dim)
-        self._state = torch.zeros(b, self.spec.state_dim)
-        self._terminated = torch.zeros(b, dtype=torch.bool)
-        self._truncated = torch.zeros(b, dtype=torch.bool)
-        self._t = torch.zeros(b, dtype=torch.long)
+            valid[i, :count] = True
+        self._avail = valid.expand(n_envs, n, a).contiguous()  # (B, N, A), the same every step
+        # Without state(), the state is the observations concatenated: obs (B, N*O) at these columns.
+        self._state_columns = None if state_fn is not None or len(set(obs_sizes)) == 1 else np.concatenate(
+            [agent * self.spec.obs_dim + np.arange(size) for agent, size in enumerate(obs_sizes)])
+        seeds = [seed + b for b in range(n_envs)]
+        self._shares = [(int(share[0]), int(share[-1])) for share in shares]  # (first, last) copy of each share
+        self._conns: list[Connection] = []
+        self._processes: list[subprocess.Popen] = []
+        memory_fd = None
+        if n_workers == 0:
+            self._memory = bytearray(self._layout.nbytes)
+        else:  # anonymous shared memory, freed with its last mapping: nothing to leak
+            memory_fd = os.memfd_create("resq-gym-copies") if hasattr(os, "memfd_create") else _unlinked_file()
+            os.ftruncate(memory_fd, self._layout.nbytes)
+            self._memory = mmap.mmap(memory_fd, self._layout.nbytes)
+        self._arrays = self._layout.arrays(self._memory)
+        self._copies: GymCopies | None = GymCopies(envs, seeds[: len(envs)], self._layout, self._arrays)
+        if memory_fd is not None:
+            try:
+                self._start_workers(memory_fd, env_kwargs, seeds, shares[1:])
+            finally:
+                os.close(memory_fd)  # the mappings keep the memory
 
-    @staticmethod
-    def _find_state(env):
-        for name in ("state", "get_state"):
-            fn = getattr(env, name, None)
-            if callable(fn):
-                return fn
-        return None
+    # ---- worker processes ------------------------------------------------------------------------
+    def _start_workers(self, memory_fd: int, env_kwargs: dict[str, Any], seeds: list[int],
+                       shares: list[np.ndarray]) -> None:
+        self._finalizer = weakref.finalize(self, _shutdown, self._conns, self._processes, 10.0)
+        try:
+            for share in shares:
+                conn, process = start_worker(memory_fd)
+                self._conns.append(conn)
+                self._processes.append(process)
+                conn.send(WorkerConfig(key=self.key, kwargs=env_kwargs, first=int(share[0]),
+                                       seeds=tuple(seeds[int(b)] for b in share), layout=self._layout))
+        except BaseException:
+            self.close()
+            raise
+        self._wait("start")
 
-    def _store(self, b: int, obs) -> None:
-        rows = np.zeros((self.spec.n_agents, self.spec.obs_dim), dtype=np.float32)
-        for i, o in enumerate(obs):
-            flat = np.asarray(o, dtype=np.float32).reshape(-1)
-            rows[i, : flat.size] = flat
-        self._obs[b] = torch.from_numpy(rows)
-        if self._state_fns[b] is not None:
-            self._state[b] = torch.from_numpy(np.asarray(self._state_fns[b](), dtype=np.float32).reshape(-1))
+    @property
+    def worker_pids(self) -> list[int]:
+        """Process ids of the worker processes (none with workers=0, or once closed)."""
+        return [process.pid for process in self._processes]
+
+    def _send(self, request: bytes, what: str) -> None:
+        """Send the one-byte `request` to every worker (answered before the next `_wait`)."""
+        try:
+            for conn in self._conns:
+                conn.send_bytes(request)
+        except OSError as error:
+            self._fail(error, what)
+
+    def _wait(self, what: str) -> None:
+        """Wait for every worker's answer. A worker that fails, dies or times out leaves the copies out of
+        step with each other: the env is closed and the error raised with the worker's own traceback."""
+        try:
+            for w, conn in enumerate(self._conns):
+                first, last = self._shares[w + 1]
+                worker = f"gym worker {w} (copies {first}-{last})"
+                if not conn.poll(self.timeout):
+                    raise TimeoutError(f"{worker} did not answer {what!r} within {self.timeout:g} s (env.timeout)")
+                try:
+                    answer = conn.recv_bytes()
+                except (EOFError, ConnectionResetError):
+                    code = self._processes[w].poll()
+                    raise RuntimeError(f"{worker} died (exit code {code}) during {what!r}") from None
+                if answer != b"k":
+                    raise RuntimeError(f"{worker} failed during {what!r}: {answer[1:].decode(errors='replace')}")
+        except (OSError, EOFError, RuntimeError) as error:  # TimeoutError is an OSError
+            self._fail(error, what)
+
+    def _fail(self, error: Exception, what: str) -> None:
+        self.close()
+        raise RuntimeError(f"env.key={self.key}: {error} (the env and its {self.n_workers} gym workers are now "
+                           f"closed)") from error
+
+    def _in_step(self, request: bytes, what: str) -> None:
+        """reset (b"r") or step (b"s") every copy: the workers' shares in parallel with this process's."""
+        if self._copies is None:
+            raise RuntimeError(f"GymMultiAgentEnv({self.key!r}) is closed")
+        here = self._copies.step if request == b"s" else self._copies.reset
+        if not self._conns:
+            here()
+            return
+        self._send(request, what)
+        try:
+            here()
+        except BaseException:
+            self.close()  # the workers' copies moved on, this share did not
+            raise
+        self._wait(what)
+
+    def _timestep(self) -> TimeStep:
+        """Fresh tensors of the arrays the copies wrote (one copy per field)."""
+        arrays = self._arrays
+        obs = arrays["obs"].copy()
+        if self._layout.own_state:
+            state = arrays["state"].copy()
+        elif self._state_columns is None:
+            state = obs.reshape(self.n_envs, -1).copy()
         else:
-            self._state[b] = torch.from_numpy(np.concatenate([rows[i, :size] for i, size in enumerate(self._obs_sizes)]))
-
-    def _timestep(self, reward: torch.Tensor) -> TimeStep:
-        avail = self._valid.expand(self.n_envs, -1, -1).clone()
-        return TimeStep(obs=self._obs.clone(), state=self._state.clone(), avail=avail, reward=reward,
-                        terminated=self._terminated.clone(), truncated=self._truncated.clone())
+            state = obs.reshape(self.n_envs, -1)[:, self._state_columns]
+        return TimeStep(obs=torch.from_numpy(obs), state=torch.from_numpy(state), avail=self._avail.clone(),
+                        reward=torch.from_numpy(arrays["reward"].copy()),
+                        terminated=torch.from_numpy(arrays["terminated"].copy()),
+                        truncated=torch.from_numpy(arrays["truncated"].copy()))
 
     def reset(self) -> TimeStep:
-        for b, env in enumerate(self.envs):
-            seed, self._seeds[b] = self._seeds[b], None
-            obs, _ = env.reset(seed=seed)
-            self._store(b, obs)
-        self._terminated.zero_()
-        self._truncated.zero_()
-        self._t.zero_()
-        return self._timestep(torch.zeros(self.n_envs))
+        self._in_step(b"r", "reset")
+        return self._timestep()
 
     def step(self, actions: torch.Tensor) -> TimeStep:
         if tuple(actions.shape) != (self.n_envs, self.spec.n_agents):
             raise ValueError(f"actions must have shape {(self.n_envs, self.spec.n_agents)}, got {tuple(actions.shape)}")
-        rows = actions.long().tolist()
-        reward = torch.zeros(self.n_envs)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)  # gymnasium's per-call space checks on tuple rewards
-            for b, env in enumerate(self.envs):
-                if self._terminated[b] or self._truncated[b]:
-                    continue
-                obs, rewards, terminated, truncated, _ = env.step(tuple(rows[b]))
-                self._t[b] += 1
-                reward[b] = float(np.sum(rewards))
-                self._store(b, obs)
-                terminated, truncated = bool(np.all(terminated)), bool(np.all(truncated))
-                at_limit = bool(self._t[b] >= self.spec.episode_limit)
-                self._truncated[b] = truncated or at_limit
-                self._terminated[b] = terminated and not self._truncated[b]
-        return self._timestep(reward)
+        self._arrays["actions"][:] = actions.long().numpy()
+        self._in_step(b"s", "step")
+        return self._timestep()
 
     def close(self) -> None:
-        for env in self.envs:
-            env.close()
+        """Close this process's copies and end the worker processes; closing twice is a no-op."""
+        if self._copies is not None:
+            self._copies.close()
+            self._copies = None
+        if self._processes:
+            self._finalizer()
+            self._conns, self._processes = [], []
+
+
+def _unlinked_file() -> int:
+    """A file descriptor of an already unlinked temporary file (where there is no memfd_create)."""
+    with tempfile.TemporaryFile() as file:
+        return os.dup(file.fileno())
+
+
+def _shutdown(conns: list[Connection], processes: list[subprocess.Popen], timeout: float) -> None:
+    """Ask every worker to close, wait for it (kill it after `timeout` s), close the connections."""
+    for conn in conns:
+        try:
+            conn.send_bytes(b"c")
+        except OSError:
+            pass
+    for process in processes:
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout)
+    for conn in conns:
+        conn.close()

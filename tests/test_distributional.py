@@ -10,7 +10,9 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from resq.data import masked_argmax
+from envs import EnvSpec
 from resq.learners import DistributionalValueFactorization, IncompatibleComponentsError
+from resq.learners.value_factorization import build_mixer
 from resq.nn import (
     DAttenMixer,
     DDNMixer,
@@ -26,13 +28,20 @@ from resq.nn import (
 from tests.conftest import CONF, options
 from tests.helpers import SPEC, random_batch
 
-N, S, K = 3, 6, 8
+N, S, K, A = 3, 6, 8, 4
+MIXER_SPEC = EnvSpec(n_agents=N, n_actions=A, obs_dim=5, state_dim=S, episode_limit=4)
 DISTRIBUTIONAL_MIXERS = [f"{group}/{name}" for group in ("main_function", "residual_function")
                          for name in options(group, "distributional")]
 
 
 def make(name: str):
-    return instantiate(OmegaConf.load(CONF / f"{name}.yaml"))(n_agents=N, state_dim=S)
+    """A mixer from its config file, built as the learner builds it (`build_mixer`: n_actions when it takes it)."""
+    return build_mixer(instantiate(OmegaConf.load(CONF / f"{name}.yaml")), MIXER_SPEC)
+
+
+def extra_inputs(mixer, lead: tuple[int, ...]) -> dict:
+    """The joint action for a mixer that reads it (ResZ's attention residual), shaped (*lead, N)."""
+    return {"actions": torch.randint(0, A, (*lead, N))} if "actions" in mixer.extra_inputs else {}
 
 
 ATTENTION_RESIDUAL = partial(DAttenMixer, softmax=False)
@@ -107,6 +116,26 @@ def test_iqn_embedding_and_quantile_shapes():
         agent.quantiles(agent.features(obs, prev)[0], torch.rand(2, K))
 
 
+@pytest.mark.parametrize("shape", ["midpoints", "per_episode"])
+def test_iqn_embeds_broadcast_levels_once_with_the_same_values_and_gradients(shape):
+    """Levels expanded along B and T (the N_hat midpoints) or along T (target levels drawn once per episode)
+    are embedded once and broadcast: the same quantiles and weight gradients as embedding every copy."""
+    torch.manual_seed(0)
+    agent = IQNAgent(n_agents=N, n_actions=4, obs_dim=5, hidden_dim=16)
+    features = agent.features(torch.randn(3, 5, N, 5), torch.zeros(3, 5, N, 4))[0].detach()  # (3, 5, N, H)
+    tau = midpoint_taus(K).expand(3, 5, K) if shape == "midpoints" else torch.rand(3, 1, K).expand(3, 5, K)
+    assert 0 in tau.stride()
+    grads = []
+    for levels in (tau, tau.contiguous()):
+        agent.zero_grad()
+        z = agent.quantiles(features, levels)
+        z.pow(2).sum().backward()
+        grads.append((z.detach(), agent.phi.weight.grad.clone()))
+    (z_broadcast, g_broadcast), (z_copies, g_copies) = grads
+    assert torch.equal(z_broadcast, z_copies)
+    assert torch.allclose(g_broadcast, g_copies, rtol=1e-4, atol=1e-5)
+
+
 def test_iqn_levels_are_shared_by_the_agents_of_a_sample():
     """Slot k of every agent is the same level: changing sample 0's levels changes only sample 0."""
     torch.manual_seed(0)
@@ -126,12 +155,17 @@ def test_iqn_levels_are_shared_by_the_agents_of_a_sample():
 @pytest.mark.parametrize("name", DISTRIBUTIONAL_MIXERS)
 def test_distributional_mixer_shape_contract(name):
     mixer = make(name)
-    assert mixer(torch.randn(4, 7, N, K), torch.randn(4, 7, S)).shape == (4, 7, K)
-    assert mixer(torch.randn(4, 7, 9, N, 32), torch.randn(4, 7, 9, S)).shape == (4, 7, 9, 32)
+    assert mixer(torch.randn(4, 7, N, K), torch.randn(4, 7, S), **extra_inputs(mixer, (4, 7))).shape == (4, 7, K)
+    assert mixer(torch.randn(4, 7, 9, N, 32), torch.randn(4, 7, 9, S), **extra_inputs(mixer, (4, 7, 9))).shape == (4, 7, 9, 32)
     with pytest.raises(ValueError, match="z_taken"):
-        mixer(torch.randn(4, 7, N + 1, K), torch.randn(4, 7, S))
+        mixer(torch.randn(4, 7, N + 1, K), torch.randn(4, 7, S), **extra_inputs(mixer, (4, 7)))
     with pytest.raises(ValueError, match="state"):
-        mixer(torch.randn(4, 7, N, K), torch.randn(4, 6, S))
+        mixer(torch.randn(4, 7, N, K), torch.randn(4, 6, S), **extra_inputs(mixer, (4, 7)))
+    if mixer.extra_inputs:
+        with pytest.raises(ValueError, match="extra inputs"):
+            mixer(torch.randn(4, 7, N, K), torch.randn(4, 7, S))
+        with pytest.raises(ValueError, match="actions must have shape"):
+            mixer(torch.randn(4, 7, N, K), torch.randn(4, 7, S), actions=torch.zeros(4, 7, N + 1, dtype=torch.long))
 
 
 def test_the_distributional_groups():
@@ -177,14 +211,57 @@ def test_datten_applies_qatten_coefficients_to_every_quantile():
 
 
 def test_attention_without_softmax_is_affine_in_the_utilities_for_a_fixed_state():
-    """Why ResZ's default residual misses the ResQ matrix game's optimum (docs/methods/resz.md): in one
-    state, -|sum_i k_i Z_i + c| is minus the absolute value of a function additive over the agents."""
+    """Why ResZ's residual needs the joint action as input (docs/methods/resz.md): reading the state only,
+    in one state -|sum_i k_i Z_i + c| is minus the absolute value of a function additive over the agents."""
     torch.manual_seed(0)
     mixer = DAttenMixer(N, S, softmax=False)
     state = torch.randn(1, S).expand(10, S)
     z1, z2 = torch.randn(10, N, K), torch.randn(10, N, K)
     out = mixer(z1 + z2, state) + mixer(torch.zeros(10, N, K), state)
     assert torch.allclose(out, mixer(z1, state) + mixer(z2, state), atol=1e-5)
+
+
+def test_residual_attention_reads_the_joint_action():
+    """With `action_input` the coefficients k_i(s, u) and c(s, u) move with the joint action (ResQ paper Sec.
+    4.3: Q_r(tau, u) takes the actions as input), so the mixer is not monotonic and cannot be a main function."""
+    torch.manual_seed(0)
+    mixer = DAttenMixer(N, S, softmax=False, n_actions=A, action_input=True)
+    assert mixer.extra_inputs == ("actions",) and not mixer.monotonic and not mixer.igm
+    state = torch.randn(1, S).expand(2, S)
+    actions = torch.tensor([[0, 1, 2], [0, 1, 3]])  # only agent 2 differs
+    k, c = mixer.attention.coefficients(state, actions)
+    assert not torch.allclose(k[0], k[1]) and not torch.allclose(c[0], c[1])
+    with pytest.raises(ValueError, match="n_actions"):
+        DAttenMixer(N, S, softmax=False, action_input=True)
+    with pytest.raises(ValueError, match="actions="):
+        mixer.attention.coefficients(state)
+    with pytest.raises(IncompatibleComponentsError, match="IGM"):
+        resz(main=partial(DAttenMixer, action_input=True))
+
+
+@pytest.mark.parametrize("action_input", [False, True])
+def test_only_the_action_reading_residual_fits_a_residual_that_couples_the_agents(action_input):
+    """The 2 x 2 residual R = -[[0, 1], [1, 1]] is not -|f(u_1) + g(u_2)| for any f, g (|f0+g0| = 0 and
+    |f0+g1| = |f1+g0| = 1 force |f1+g1| in {0, 2}), the class of attention without softmax in one state.
+    Fitted by gradient descent with the agents' values as free parameters, the mixer that reads the joint
+    action gets there and the state-only one cannot."""
+    torch.manual_seed(0)
+    n, a = 2, 2
+    mixer = DAttenMixer(n, 1, softmax=False, n_actions=a, action_input=action_input)
+    z = torch.randn(n, a, 1, requires_grad=True)  # Z^r_i(u_i), one level
+    actions = torch.tensor([[0, 0], [0, 1], [1, 0], [1, 1]])
+    target = -torch.tensor([[0.0], [1.0], [1.0], [1.0]])
+    state = torch.ones(4, 1)
+    optimizer = torch.optim.Adam([z, *mixer.parameters()], lr=0.01)
+    extra = {"actions": actions} if action_input else {}
+    for _ in range(1500):
+        z_taken = z[torch.arange(n), actions]  # (4, N, 1)
+        error = -mixer(z_taken, state, **extra).abs() - target
+        optimizer.zero_grad()
+        (error**2).mean().backward()
+        optimizer.step()
+    worst = error.abs().max().item()
+    assert (worst < 0.05) if action_input else (worst > 0.2), worst
 
 
 def test_per_quantile_mixer_applies_the_expected_mixer_to_each_level():

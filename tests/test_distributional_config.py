@@ -34,7 +34,9 @@ def test_distributional_algorithms_pick_the_iqn_agent_and_their_parts(algorithm,
 def test_resz_defaults_follow_the_paper():
     cfg, learner = build(["algorithm=resz"])
     assert cfg.residual_function.softmax is False  # attention without softmax
-    assert cfg.main_function.softmax is True
+    assert cfg.residual_function.action_input is True  # Q_r(tau, u) reads the actions (paper Sec. 4.3)
+    assert learner.nets["residual"].mixer.extra_inputs == ("actions",)
+    assert cfg.main_function.softmax is True and not cfg.main_function.get("action_input", False)
     assert (learner.n_quantiles, learner.n_target_quantiles, learner.n_mean_quantiles, learner.kappa) == (8, 8, 32, 1.0)
     assert learner.nets["central"].mixer.fixed_quantiles == 8
 
@@ -95,3 +97,14 @@ def test_a_resz_run_writes_expected_values(tmp_path, capsys):
     greedy = [max(range(3), key=lambda a: q[a]) for q in matrix["q_agents"]]
     assert matrix["greedy_joint_action"] == greedy  # the agents' greedy actions on E[Z_i]
     assert "learned E[Z_jt]" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("env", ["matrix_resq", "matrix_resq_noisy", "matrix_qtran"])
+def test_resz_trains_once_per_episode_on_matrix_games(env):
+    """conf/protocol/matrix_resz.yaml: ResZ takes the paper's one gradient step per episode on the matrix
+    games (8 per rollout of 8 envs); every other method keeps one per rollout (conf/env/matrix.yaml)."""
+    resz, resq = compose_config(["algorithm=resz", f"env={env}"]), compose_config(["algorithm=resq", f"env={env}"])
+    assert resz.data.n_envs == resq.data.n_envs == 8
+    assert (resz.data.updates_per_rollout, resq.data.updates_per_rollout) == (8, 1)
+    assert compose_config(["algorithm=resz", "env=predator_prey"]).data.updates_per_rollout == 1
+    assert compose_config(["algorithm=resz", f"env={env}", "data.updates_per_rollout=2"]).data.updates_per_rollout == 2

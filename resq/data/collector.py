@@ -62,20 +62,24 @@ class EpisodeCollector:
         self.generator = generator
 
     def collect(self, policy: Policy, epsilon: float, training: bool = True) -> EpisodeBatch:
-        """One batch of episodes, with the policy in train (`training`) or eval mode, restored after."""
-        with torch.no_grad(), policy_mode(policy, training):
-            return self._collect(policy, epsilon)
+        """One batch of episodes, with the policy in train (`training`) or eval mode, restored after.
 
-    def _collect(self, policy: Policy, epsilon: float) -> EpisodeBatch:
+        The rollout runs in inference mode (each small op ~10% cheaper than under no_grad); the batch is
+        made before it, so what comes back is ordinary tensors written in place."""
+        episodes = EpisodeBatch.empty(self.env.spec, self.env.n_envs)
+        with torch.inference_mode(), policy_mode(policy, training):
+            return self._collect(policy, epsilon, episodes)
+
+    def _collect(self, policy: Policy, epsilon: float, episodes: EpisodeBatch) -> EpisodeBatch:
         env, spec = self.env, self.env.spec
-        episodes = EpisodeBatch.empty(spec, env.n_envs)
         step = env.reset()
         episodes.write_observation(0, step)
         hidden = policy.initial_state(env.n_envs)
-        active = torch.ones(env.n_envs, dtype=torch.bool)
-        n_active = env.n_envs
-        last_t = spec.episode_limit - 1
+        active = None  # (B,) bool once some episode has ended and others run on; None while every env runs
+        lengths = terminated = None  # (B,) steps taken and whether each ended by termination, once known
+        steps = spec.episode_limit
         skip_policy = epsilon >= 1.0 and spec.discrete
+        prev = None if skip_policy else episodes.prev_actions_at(0)
         for t in range(spec.episode_limit):
             if skip_policy:
                 # Every action is a uniform draw: the policy's forward pass (and its recurrent state, which
@@ -83,16 +87,27 @@ class EpisodeCollector:
                 # explores fully throughout).
                 actions = full_exploration(step.avail, self.generator)
             else:
-                actions, hidden = policy.act(
-                    step.obs, episodes.prev_actions_at(t), step.avail, hidden, epsilon, self.generator
-                )
+                actions, hidden = policy.act(step.obs, prev, step.avail, hidden, epsilon, self.generator)
             step = env.step(actions)
-            rows = None if n_active == env.n_envs else active  # None: every env, written without a mask
-            episodes.write_transition(t, actions, step, rows)
-            episodes.write_observation(t + 1, step, rows=rows)
-            active = active & ~step.done
-            n_active = int(active.sum())
-            if n_active == 0:
-                last_t = t
-                break
-        return episodes.truncate(last_t + 1)
+            episodes.write_step(t, actions, step, active)
+            done = step.done
+            if done.any():  # some episode ended at step t (this step's one host sync)
+                if active is None and done.all():  # every episode ended here: the common case, no masks
+                    steps, terminated = t + 1, step.terminated
+                    break
+                if active is None:
+                    active = torch.ones(env.n_envs, dtype=torch.bool)
+                    lengths = torch.full((env.n_envs,), spec.episode_limit)
+                    terminated = torch.zeros(env.n_envs, dtype=torch.bool)
+                ended = done & active
+                lengths[ended] = t + 1
+                terminated |= step.terminated & ended
+                active &= ~done
+                if not active.any():
+                    steps = t + 1
+                    break
+            if not skip_policy:
+                prev = episodes.prev_actions_at(t + 1)
+        episodes = episodes.truncate(steps)
+        episodes.finish(lengths, terminated)
+        return episodes

@@ -124,11 +124,15 @@ class EpisodeBatch:
         return onehot
 
     def prev_actions_onehot_at(self, t: int) -> torch.Tensor:
-        """(B, N, A): the last-action input at observation row t, for acting step by step."""
+        """(B, N, A): the last-action input at observation row t, for acting step by step (rows of an
+        identity matrix made once per batch: F.one_hot's values, without its per-call range checks)."""
         self._require_discrete("prev_actions_onehot_at")
         if t == 0:
             return torch.zeros_like(self.avail[:, 0], dtype=torch.float32)
-        return F.one_hot(self.actions[:, t - 1], self.avail.shape[-1]).float()
+        eye = self.__dict__.get("_onehot_rows")
+        if eye is None:
+            eye = self.__dict__["_onehot_rows"] = torch.eye(self.avail.shape[-1])  # (A, A)
+        return eye[self.actions[:, t - 1]]
 
     @property
     def prev_actions(self) -> torch.Tensor:
@@ -159,32 +163,45 @@ class EpisodeBatch:
         self.state[rows, t] = step.state[rows]
         self.avail[rows, t] = step.avail[rows]
 
-    def write_transition(self, t: int, actions: torch.Tensor, step: TimeStep, active: torch.Tensor | None = None) -> None:
-        """Store step t: the actions taken and what came back, for the envs still `active` (B,) bool
-        (None: every env is still active)."""
+    def write_step(self, t: int, actions: torch.Tensor, step: TimeStep, active: torch.Tensor | None = None) -> None:
+        """Store step t, the actions taken and what came back (reward, observation row t+1), for the envs
+        still `active` (B,) bool (None: every env, written without masks). `filled` and `terminated` are
+        written once per batch by `finish`, from where each episode ended."""
         if active is None:  # the common case, written without masks (the same values)
             self.actions[:, t] = actions
-            self.reward[:, t] = step.reward[:, None]
-            self.terminated[:, t] = step.terminated[:, None]
-            self.filled[:, t] = 1.0
+            self.reward[:, t, 0] = step.reward
+            self.write_observation(t + 1, step)
             if step.battle_won is not None:
                 self.battle_won |= step.battle_won
             return
-        act = active.float()[:, None]
         self.actions[active, t] = actions[active]
-        self.reward[:, t] = step.reward[:, None] * act
-        # A time-limit end (truncated) is not terminal: the target bootstraps from row t+1.
-        self.terminated[:, t] = step.terminated.float()[:, None] * act
-        self.filled[:, t] = act
+        self.reward[:, t] = step.reward[:, None] * active.float()[:, None]
+        self.write_observation(t + 1, step, rows=active)
         if step.battle_won is not None:
             self.battle_won |= step.battle_won & active
+
+    def finish(self, lengths: torch.Tensor | None, terminated: torch.Tensor | None) -> None:
+        """Write `filled` and `terminated` once the episodes are over, from each one's length (B,) long
+        (steps taken) and whether it ended by termination (B,) bool, which sets `terminated` on its last
+        step only (a time-limit end is not terminal: the target bootstraps from the row after it).
+        lengths None: every episode took all `max_steps` steps (and `terminated` may be None: none did)."""
+        if lengths is None:
+            self.filled.fill_(1.0)
+            if terminated is not None:
+                self.terminated[:, -1, 0] = terminated
+            return
+        self.filled.copy_((torch.arange(self.max_steps) < lengths[:, None])[..., None])  # (B, T, 1)
+        self.terminated[torch.arange(self.batch_size), lengths - 1, 0] = terminated.float()
 
     def select(self, rows) -> EpisodeBatch:
         """The episodes at `rows` (an index tensor or slice), with the same counters."""
         return EpisodeBatch(**{name: getattr(self, name)[rows] for name in _STORED}, info=dict(self.info))
 
     def truncate(self, max_steps: int) -> EpisodeBatch:
-        """The same episodes with time cut to `max_steps` steps (drops all-padding columns)."""
+        """The same episodes with time cut to `max_steps` steps (drops all-padding columns); itself when
+        there is nothing to cut."""
+        if max_steps == self.max_steps:
+            return self
         return EpisodeBatch(
             obs=self.obs[:, : max_steps + 1],
             state=self.state[:, : max_steps + 1],
@@ -236,16 +253,19 @@ class EpisodeBuffer:
             if getattr(self._storage, name).dtype == torch.uint8:
                 _check_uint8(name, getattr(episodes, name))
         t = episodes.max_steps
+        full = t == self.spec.episode_limit  # no padding columns to clear after the episodes
         for name in _STORED:
             src, dst = getattr(episodes, name), getattr(self._storage, name)
             if name == "battle_won":
                 dst[idx] = src
             elif src.shape[1] == t + 1:  # observation-aligned
                 dst[idx, : t + 1] = src
-                dst[idx, t + 1 :] = 0
+                if not full:
+                    dst[idx, t + 1 :] = 0
             else:  # step-aligned
                 dst[idx, :t] = src
-                dst[idx, t:] = 0
+                if not full:
+                    dst[idx, t:] = 0
         self._next = int((self._next + b) % self.capacity)
         self._size = min(self._size + b, self.capacity)
 

@@ -37,7 +37,20 @@ def masked_argmax(q: torch.Tensor, avail: torch.Tensor) -> torch.Tensor:
 
     Ties go to the smallest action index (the ResQ paper's convention; torch.argmax does this).
     """
-    return q.masked_fill(~avail, float("-inf")).argmax(-1)
+    return torch.where(avail, q, float("-inf")).argmax(-1)  # = q.masked_fill(~avail, -inf), one op fewer
+
+
+def uniform_available(avail: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """A uniform available action per agent (B, N) from avail (B, N, A): exactly
+    `torch.multinomial(avail.reshape(B * N, A).float(), 1, generator=generator).view(B, N)`, the same
+    draws from `generator` and the same result, computed as torch's CPU multinomial computes a single
+    sample, argmax(p / q) with q ~ Exp(1) (an exponential race), without its input checks (a row of
+    avail with no available action, which multinomial refuses, gives action 0 here, as masked_argmax
+    does). Those checks are ~10 tensor ops and host syncs: half of a small batch's exploration step."""
+    b, n, a = avail.shape
+    probs = avail.reshape(b * n, a).float()
+    race = torch.empty_like(probs).exponential_(1.0, generator=generator)
+    return torch.div(probs, race, out=race).argmax(-1).view(b, n)
 
 
 def epsilon_greedy(
@@ -53,9 +66,8 @@ def full_exploration(avail: torch.Tensor, generator: torch.Generator | None = No
     It draws from `generator` exactly what `epsilon_greedy(q, avail, 1.0, generator)` draws, so a rollout
     gives the same actions whichever of the two made them.
     """
-    b, n, a = avail.shape
-    random = torch.multinomial(avail.reshape(b * n, a).float(), 1, generator=generator).view(b, n)
-    torch.rand(b, n, generator=generator)  # epsilon_greedy's explore draw, always true at epsilon = 1
+    random = uniform_available(avail, generator)
+    torch.rand(avail.shape[:2], generator=generator)  # epsilon_greedy's explore draw, always true at epsilon = 1
     return random
 
 
@@ -66,9 +78,8 @@ def epsilon_uniform(
     uniform available action (avail (B, N, A)). At epsilon <= 0 the actions come back unchanged."""
     if epsilon <= 0.0:
         return actions
-    b, n, a = avail.shape
-    random = torch.multinomial(avail.reshape(b * n, a).float(), 1, generator=generator).view(b, n)
-    explore = torch.rand(b, n, generator=generator) < epsilon
+    random = uniform_available(avail, generator)
+    explore = torch.rand(avail.shape[:2], generator=generator) < epsilon
     return torch.where(explore, random, actions)
 
 

@@ -235,10 +235,17 @@ class ValueFactorization(TestMetrics, AnnealedLearningRate, pl.LightningModule):
     def initial_state(self, batch_size: int) -> torch.Tensor:
         return self.nets["main"].agent.initial_state(batch_size)
 
-    @torch.no_grad()
     def act(self, obs, prev_actions_onehot, avail, hidden, epsilon, generator):
-        q, hidden = self.nets["main"].agent(obs[:, None], prev_actions_onehot[:, None], hidden)  # (B, 1, N, A)
-        return epsilon_greedy(q[:, 0], avail, epsilon, generator), hidden
+        if torch.is_grad_enabled():  # the collector acts under no_grad already; a decorator would cost ~5 us a step
+            with torch.no_grad():
+                return self.act(obs, prev_actions_onehot, avail, hidden, epsilon, generator)
+        agent = self.nets["main"].agent
+        if getattr(agent, "act_step", None) is not None:  # one step without the time axis (the same numbers)
+            q, hidden = agent.act_step(obs, prev_actions_onehot, hidden)  # (B, N, A)
+        else:
+            q, hidden = agent(obs[:, None], prev_actions_onehot[:, None], hidden)  # (B, 1, N, A)
+            q = q[:, 0]
+        return epsilon_greedy(q, avail, epsilon, generator), hidden
 
     # ---- training ----------------------------------------------------------------------------
     @torch.no_grad()
@@ -265,7 +272,8 @@ class ValueFactorization(TestMetrics, AnnealedLearningRate, pl.LightningModule):
         y = self.td_targets(batch, q.detach())  # like q_tot
         out: dict[str, torch.Tensor] = {}
         q_pred = q_tot
-        greedy = masked_argmax(q_t.detach(), avail)  # (B, T, N)
+        # the agents' greedy actions (B, T, N): only the residual mask and a TD weighting read them
+        greedy = masked_argmax(q_t.detach(), avail) if "residual" in self.nets or self.td_weighting is not None else None
         if "residual" in self.nets:
             w_r = residual_mask(actions, greedy)  # (B, T, 1)
             q_r = self.residual_value(self.current_utilities(self.nets, "residual", batch), actions, state, avail)

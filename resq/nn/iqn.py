@@ -32,6 +32,7 @@ class IQNAgent(RNNAgent):
     """
 
     value_type = "distributional"
+    act_step = None  # quantiles, not utilities: the distributional learners act through forward
 
     def __init__(
         self,
@@ -52,9 +53,17 @@ class IQNAgent(RNNAgent):
         self.phi = nn.Linear(quantile_embed_dim, hidden_dim)
 
     def embed(self, tau: torch.Tensor) -> torch.Tensor:
-        """phi(tau): levels (*, K) -> (*, K, H)."""
-        cosines = torch.cos(tau.unsqueeze(-1) * self.frequencies)  # (*, K, E)
-        return F.relu(self.phi(cosines))  # (*, K, H)
+        """phi(tau): levels (*, K) -> (*, K, H).
+
+        Levels broadcast along a leading axis (an `expand`, stride 0: the N_hat midpoints shared by every
+        row, or target levels drawn once per episode) are embedded once and broadcast the same way."""
+        compact = tau
+        for dim in range(tau.dim() - 1):
+            if tau.stride(dim) == 0:
+                compact = compact.narrow(dim, 0, 1)
+        cosines = torch.cos(compact.unsqueeze(-1) * self.frequencies)  # (*', K, E)
+        phi = F.relu(self.phi(cosines))  # (*', K, H)
+        return phi.expand(*tau.shape, phi.shape[-1])  # (*, K, H)
 
     def quantiles(self, features: torch.Tensor, tau: torch.Tensor) -> torch.Tensor:
         """GRU features (B, T, N, H) at levels tau (B, T, K) shared by the agents -> (B, T, N, A, K)."""

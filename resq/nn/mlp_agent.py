@@ -19,6 +19,7 @@ class MLPAgent(nn.Module):
     Tensor contract (the same as `RNNAgent`'s, so learners and the collector take either):
     obs (B, T, N, O), prev_actions_onehot (B, T, N, A), hidden (B, N, 0) or None
     -> utilities (B, T, N, A), hidden (B, N, 0). The hidden state is empty: it only keeps the contract.
+    `act_step` is one step of it while acting.
     """
 
     value_type = "expected"
@@ -41,6 +42,7 @@ class MLPAgent(nn.Module):
         self.fc_in = nn.Linear(input_dim, hidden_dim)
         self.fc_hidden = nn.Linear(hidden_dim, hidden_dim)
         self.fc_out = nn.Linear(hidden_dim, n_actions)
+        self.register_buffer("agent_ids", torch.eye(n_agents), persistent=False)  # the id one-hots, made once
 
     def initial_state(self, batch_size: int) -> torch.Tensor:
         return torch.zeros(batch_size, self.n_agents, 0, device=self.fc_in.weight.device)
@@ -58,3 +60,13 @@ class MLPAgent(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         features, hidden = self.features(obs, prev_actions_onehot, hidden)
         return self.fc_out(features), hidden  # (B, T, N, A), (B, N, 0)
+
+    def act_step(
+        self, obs: torch.Tensor, prev_actions_onehot: torch.Tensor, hidden: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One step while acting, without autograd: obs (B, N, O), prev_actions_onehot (B, N, A) ->
+        utilities (B, N, A), hidden unchanged. The numbers of `forward` on one row (each layer is the same
+        addmm over the B*N rows) without the time axis and module calls (~3 us each at this size)."""
+        x = F.linear(self.inputs(obs, prev_actions_onehot), self.fc_in.weight, self.fc_in.bias).relu_()  # (B, N, H)
+        x = F.linear(x, self.fc_hidden.weight, self.fc_hidden.bias).relu_()  # (B, N, H)
+        return F.linear(x, self.fc_out.weight, self.fc_out.bias), hidden  # (B, N, A)

@@ -37,5 +37,7 @@ class QuantileJointValue(nn.Module):
     def forward(
         self, z: torch.Tensor, actions: torch.Tensor, state: torch.Tensor, avail: torch.Tensor | None = None
     ) -> torch.Tensor:
-        """`avail` is accepted for `JointValue`'s call signature; no distributional mixer reads it."""
-        return self.mixer(gather_action_quantiles(z, actions), state)
+        """`avail` is accepted for `JointValue`'s call signature; no distributional mixer reads it. A mixer
+        that lists "actions" in its `extra_inputs` gets the joint action too."""
+        extra = {"actions": actions} if "actions" in getattr(self.mixer, "extra_inputs", ()) else {}
+        return self.mixer(gather_action_quantiles(z, actions), state, **extra)

@@ -31,10 +31,16 @@ class PerQuantileMixer(DistributionalMixer):
         self.mixer = mixer(n_agents=n_agents, state_dim=state_dim)
         if getattr(self.mixer, "value_type", None) != "expected":
             raise ValueError(f"PerQuantileMixer wraps an expected-value mixer, got {type(self.mixer).__name__}")
+        extra = tuple(getattr(self.mixer, "extra_inputs", ()))
+        if set(extra) - {"actions"}:
+            raise ValueError(f"{type(self.mixer).__name__} needs {list(extra)}; per quantile only the joint action "
+                             f"can be supplied, not per-agent greedy values")
+        self.extra_inputs = extra
         self.monotonic = bool(getattr(self.mixer, "monotonic", False))
 
-    def mix(self, z_taken: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
+    def mix(self, z_taken: torch.Tensor, state: torch.Tensor, **extra: torch.Tensor) -> torch.Tensor:
         m, _, k = z_taken.shape
         per_level = z_taken.transpose(1, 2)  # (M, K, N)
         state_k = state.unsqueeze(1).expand(m, k, self.state_dim)  # (M, K, S)
-        return self.mixer(per_level, state_k).squeeze(-1)  # (M, K)
+        extra_k = {key: value.unsqueeze(1).expand(m, k, self.n_agents) for key, value in extra.items()}  # (M, K, N)
+        return self.mixer(per_level, state_k, **extra_k).squeeze(-1)  # (M, K)
