@@ -110,6 +110,24 @@ def test_qplex_is_not_monotonic_but_its_advantages_keep_the_greedy_action_best()
     assert (lam_a > 0).all() and not torch.allclose(lam_a, lam_b)
 
 
+@pytest.mark.parametrize("name", MIXER_CONFIGS)
+def test_rows_that_allow_no_action_keep_the_joint_value_finite(name):
+    """Padding after an episode's end (and a terminal step's next state) allows no action; those rows are
+    masked out of the loss, so a nan or inf there would still poison it (nan * 0 = nan). QPLEX's V_i = max
+    over available actions was -inf on such rows: nan at SMAX's first update."""
+    torch.manual_seed(0)
+    joint = JointValue(None, make(name))
+    q = torch.randn(8, N, A, requires_grad=True)
+    avail = torch.rand(8, N, A) < 0.7
+    avail[:, :, 0] = True
+    avail[4:] = False  # padded rows
+    actions = torch.randint(0, A, (8, N))
+    value = joint(q, actions, torch.randn(8, S), avail)
+    loss = (value[:4] ** 2).sum() + 0.0 * value[4:].sum()  # what a masked loss does
+    (grad,) = torch.autograd.grad(loss, q)
+    assert torch.isfinite(value).all() and torch.isfinite(grad).all()
+
+
 MONOTONIC = [name for name in MIXER_CONFIGS if make(name).monotonic]
 
 

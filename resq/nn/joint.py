@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from resq.nn.actors import available_or_all
+
 
 def gather_actions(q: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
     """Utilities (*, N, A) at actions (*, N) -> (*, N)."""
@@ -48,6 +50,8 @@ class JointValue(nn.Module):
         if "actions" in wanted:
             extra["actions"] = actions
         if "q_greedy" in wanted:
-            masked = q if avail is None else q.masked_fill(~avail, float("-inf"))
+            # rows that allow nothing (padding after an episode's end, a terminal step's next state) allow
+            # everything here: their -inf max would turn the advantages into inf and the masked loss into nan
+            masked = q if avail is None else q.masked_fill(~available_or_all(avail), float("-inf"))
             extra["q_greedy"] = masked.max(-1).values  # (*, N)
         return self.mixer(q_taken, state, **extra)
