@@ -67,6 +67,25 @@ def test_curve_figure_has_a_panel_per_setting_and_writes_png_and_pdf(tmp_path, c
         assert (tmp_path / "analysis" / f"resq_fig4.{suffix}").stat().st_size > 5000
 
 
+def test_metric_option_draws_and_tables_another_metric_beside_the_papers(tmp_path, capsys):
+    """A short SMAX sweep wins no game: --metric draws the paper's layout for the test return instead, in
+    files of their own, and leaves the win-rate files alone."""
+    for seed, (won, ret) in enumerate([([0, 0, 0], [0, 1, 3]), ([0, 0, 0], [0, 2, 5])]):
+        evaluations = [{**a, **b} for a, b in zip(curve(won, "test/battle_won_mean"), curve(ret))]
+        write_run(tmp_path, f"s{seed}", env="smax_3s_vs_5z", algorithm="resq", seed=seed, evaluations=evaluations)
+    assert main(["figure", "resq_fig3_smax", str(tmp_path)]) == 0
+    assert main(["figure", "resq_fig3_smax", str(tmp_path), "--metric", "test/return_mean"]) == 0
+    assert main(["table", "resq_fig3_smax", str(tmp_path), "--metric", "test/return_mean"]) == 0
+    out = capsys.readouterr().out
+    assert "# resq_fig3_smax: final test/return_mean" in out
+    assert "| resq | 4.00 ± 1.00 (n=2) |" in out  # 3 and 5
+    for name in ("resq_fig3_smax.png", "resq_fig3_smax_test_return_mean.png", "resq_fig3_smax_test_return_mean.pdf",
+                 "resq_fig3_smax_test_return_mean_final.md"):
+        assert (tmp_path / "analysis" / name).exists(), name
+    assert main(["table", "resq_table2", str(tmp_path), "--metric", "test/return_mean"]) == 2
+    assert "--metric applies to curve figures" in capsys.readouterr().err
+
+
 def test_curve_stats_align_seeds_and_match_the_hand_computation(tmp_path):
     write_fig4(tmp_path)
     data = curve_data(load_runs(tmp_path), "test/return_mean", CURVES["resq_fig4"])
