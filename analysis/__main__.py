@@ -47,7 +47,9 @@ def chosen_metric(args):
                          f"matrix-game table, which always shows the learned joint values. Drop --metric.")
     from analysis.stats import slug
 
-    return dataclasses.replace(experiment, metric=metric, ylabel=metric, y_range=None), f"{args.name}_{slug(metric)}"
+    title = f"{experiment.title} (drawn for {metric}, not the paper's {experiment.metric})"
+    return (dataclasses.replace(experiment, metric=metric, ylabel=metric, y_range=None, title=title),
+            f"{args.name}_{slug(metric)}")
 
 
 def table_command(args) -> str:

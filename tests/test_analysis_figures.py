@@ -78,6 +78,7 @@ def test_metric_option_draws_and_tables_another_metric_beside_the_papers(tmp_pat
     assert main(["table", "resq_fig3_smax", str(tmp_path), "--metric", "test/return_mean"]) == 0
     out = capsys.readouterr().out
     assert "# resq_fig3_smax: final test/return_mean" in out
+    assert "(drawn for test/return_mean, not the paper's test/battle_won_mean)" in out
     assert "| resq | 4.00 ± 1.00 (n=2) |" in out  # 3 and 5
     for name in ("resq_fig3_smax.png", "resq_fig3_smax_test_return_mean.png", "resq_fig3_smax_test_return_mean.pdf",
                  "resq_fig3_smax_test_return_mean_final.md"):
