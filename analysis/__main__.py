@@ -12,6 +12,7 @@ Output goes to --out (default RUNS_DIR/analysis). Runs that failed or did not fi
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -34,11 +35,28 @@ def skipped(runs: Runs) -> str:
     return "\nskipped or repaired (not fatal):\n" + "\n".join(runs.problem_lines()) + "\n"
 
 
+def chosen_metric(args):
+    """The experiment of NAME and the stem of its files: with --metric, a curve experiment reads that metric
+    (its axis labelled by it, files named NAME_<metric>, so they sit beside the paper metric's)."""
+    experiment = get_experiment(args.name)
+    metric = getattr(args, "metric", None)
+    if metric is None or metric == getattr(experiment, "metric", None):
+        return experiment, args.name
+    if not isinstance(experiment, CurveExperiment):
+        raise UsageError(f"--metric applies to curve figures and final-performance tables; {args.name} is a "
+                         f"matrix-game table, which always shows the learned joint values. Drop --metric.")
+    from analysis.stats import slug
+
+    title = f"{experiment.title} (drawn for {metric}, not the paper's {experiment.metric})"
+    return (dataclasses.replace(experiment, metric=metric, ylabel=metric, y_range=None, title=title),
+            f"{args.name}_{slug(metric)}")
+
+
 def table_command(args) -> str:
     from analysis import tables
     from analysis.render import write_text
 
-    experiment = get_experiment(args.name)
+    experiment, stem = chosen_metric(args)
     runs = load_runs(args.runs_dir)
     out = out_dir(args)
     if isinstance(experiment, CurveExperiment):
@@ -56,7 +74,7 @@ def table_command(args) -> str:
                 rows = tables.mtq_rows(data, finals)
                 text += "\n## Final deterministic joint actions (mtq.json)\n\n" + "\n".join(markdown_table(*rows)) + "\n"
                 latex += latex_table(*rows, caption=f"{experiment.title}: final joint actions")
-        written = [write_text(out / f"{args.name}_final.md", text), write_text(out / f"{args.name}_final.tex", latex)]
+        written = [write_text(out / f"{stem}_final.md", text), write_text(out / f"{stem}_final.tex", latex)]
     else:
         from analysis.figures import _nan_matrix  # noqa: F401  (matplotlib set up before heatmaps)
         from analysis.tables import heatmap_rows
@@ -82,7 +100,7 @@ def figure_command(args) -> str:
     from analysis import figures
     from analysis.curves import curve_data
 
-    experiment = get_experiment(args.name)
+    experiment, stem = chosen_metric(args)
     runs = load_runs(args.runs_dir, include_unfinished=args.include_unfinished)
     out = out_dir(args)
     note = ""
@@ -92,10 +110,16 @@ def figure_command(args) -> str:
             from analysis.runs import load_result_json
 
             finals = experiment.select(load_result_json(runs, "mtq.json"))
-            written, note = figures.mtq_figure(data, finals, out / args.name, title=experiment.title,
+            written, note = figures.mtq_figure(data, finals, out / stem, title=experiment.title,
                                                ylabel=experiment.ylabel)
         else:
-            written = figures.curves_figure(data, out / args.name, experiment.title, experiment.ylabel)
+            from analysis.curves import not_drawn
+
+            missing = not_drawn(runs, experiment)
+            footnote = "not drawn: " + "; ".join(missing) if missing else ""
+            note = footnote
+            written = figures.curves_figure(data, out / stem, experiment.title, experiment.ylabel,
+                                            experiment.y_range, dict(experiment.names), footnote)
         what = f"{len(data.methods)} method(s) in {len(data.panels)} panel(s): {', '.join(data.panels)}"
     else:
         from analysis.tables import heatmap_rows, summarise_matrix
@@ -163,6 +187,9 @@ def parser() -> argparse.ArgumentParser:
     table.add_argument("--last", type=int, default=1, help="evaluations per run averaged as its final score")
     figure = sub.add_parser("figure", help="a paper figure's layout, PNG and PDF")
     common(figure)
+    for p in (table, figure):
+        p.add_argument("--metric", help="curve experiments: plot / table this test metric instead of the paper's "
+                                        "(e.g. test/return_mean when a short sweep wins no game)")
     figure.add_argument("--include-unfinished", action="store_true", help="also plot running/unfinished runs")
     report = sub.add_parser("report", help="the papers' claims against our runs (Markdown)")
     report.add_argument("runs_dir", metavar="RUNS_DIR")

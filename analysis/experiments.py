@@ -46,12 +46,18 @@ class CurveExperiment:
     panel_prefixes: tuple[str, ...] = DEFAULT_PANEL_PREFIXES
     mtq: bool = False
     descending_panels: bool = False  # order panels by their settings, largest first
+    y_range: tuple[float, float] | None = None  # the metric's possible range (a win rate's 0..1), for the axis
+    names: tuple[tuple[str, str], ...] = ()  # (method label, the paper's legend name) shown in the legend
     algorithms: tuple[str, ...] = field(default=())  # empty: every algorithm found
 
-    def select(self, runs: pd.DataFrame) -> pd.DataFrame:
+    def select(self, runs: pd.DataFrame, own_preset: bool = True) -> pd.DataFrame:
+        """The runs of this figure: env matches, and (own_preset) made by this preset or by none, so a
+        sweep of another preset on the same envs (Fig. 5's variants on Fig. 3's maps) stays out."""
         chosen = runs[runs["env"].map(lambda env: any(fnmatch(str(env), p) for p in self.envs))]
         if self.algorithms:
             chosen = chosen[chosen["algorithm"].isin(self.algorithms)]
+        if own_preset and "experiment" in chosen.columns:
+            chosen = chosen[chosen["experiment"].isin(["none", self.name])]
         return chosen
 
 
@@ -69,7 +75,7 @@ CURVES = {
         name="resq_fig3_smax",
         title="ResQ paper Fig. 3 (SMAX version): test win rate against env steps",
         source="resq Fig. 3, Sec. 5.3 (on SMAX's maps that SMAC's figure shares)",
-        envs=("smax_*",), metric="test/battle_won_mean", ylabel="test win rate",
+        envs=("smax_*",), metric="test/battle_won_mean", ylabel="test win rate", y_range=(0.0, 1.0),
         sweep="python -m resq.run -m experiment=resq_fig3_smax",
     ),
     "resq_fig4": CurveExperiment(
@@ -83,9 +89,10 @@ CURVES = {
         name="resq_fig5",
         title="ResQ paper Fig. 5: main and residual function ablations",
         source="resq Fig. 5, Sec. 5.5",
-        envs=("smax_*", "smac_*", "predator_prey*"), metric="test/battle_won_mean", ylabel="test win rate",
-        sweep=("python -m resq.run -m algorithm=resq main_function=qmix,vdn,qatten residual_function=ff,qmix,vdn,qatten "
-               "env=smax_8m_vs_9m  (plus algorithm=qmix,vdn,qatten and the ResZ grid)"),
+        # SMAX maps, and real SMAC's maps of the figure (env=mmm2, env=8m_vs_9m, or env=smac env.map_name=...)
+        envs=("smax_*", "mmm2", "8m_vs_9m", "smac"), metric="test/battle_won_mean", ylabel="test win rate",
+        y_range=(0.0, 1.0),
+        sweep="python -m resq.run -m experiment=resq_fig5",
         groups=(
             ("(a, b) main function", ({"algorithm": "resq", "residual_function": "ff"}, "qmix", "qatten", "vdn")),
             ("(c) distributional main function", ({"algorithm": "resz", "residual_function": "datten"},
@@ -93,6 +100,12 @@ CURVES = {
             ("(d) residual function", ({"algorithm": "resq", "main_function": "qmix"},)),
             ("(e) distributional residual function", ({"algorithm": "resz", "main_function": "datten"},)),
         ),
+        names=(("resq[main=qmix,residual=ff]", "ResQ"), ("resq[main=vdn,residual=ff]", "Qtot-VDN"),
+               ("resq[main=qatten,residual=ff]", "Qtot-QAtten"), ("resq[main=qmix,residual=qmix]", "Qr-QMIX"),
+               ("resq[main=qmix,residual=vdn]", "Qr-VDN"), ("resq[main=qmix,residual=qatten]", "Qr-QAtten"),
+               ("resz[main=datten,residual=datten]", "ResZ"), ("resz[main=ddn,residual=datten]", "Ztot-DDN"),
+               ("resz[main=dmix,residual=datten]", "Ztot-DMIX"), ("resz[main=datten,residual=ff]", "Zr-FF"),
+               ("resz[main=datten,residual=ddn]", "Zr-DDN"), ("resz[main=datten,residual=dmix]", "Zr-DMIX")),
     ),
     "qtran_fig3": CurveExperiment(
         name="qtran_fig3",

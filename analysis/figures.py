@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import matplotlib
+import matplotlib.lines
 import matplotlib.ticker
 
 matplotlib.use("Agg")
@@ -37,24 +38,74 @@ def _format_steps_axis(ax) -> None:
     ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(_steps_label))
 
 
-def curves_figure(data: CurveData, path_stem: Path, title: str = "", ylabel: str | None = None) -> list[Path]:
-    """Metric against env steps: mean over seeds and a standard-error band, a panel per map/setting."""
+def _legend_handles(methods: list[str], colours: dict[str, str],
+                    names: dict[str, str] | None = None) -> list[matplotlib.lines.Line2D]:
+    names = names or {}
+    return [matplotlib.lines.Line2D([], [], color=colours[m], linewidth=2,
+                                    label=f"{names[m]}: {m}" if m in names else m) for m in methods]
+
+
+def curves_axes(data: CurveData, title: str = "", ylabel: str | None = None,
+                y_range: tuple[float, float] | None = None, names: dict[str, str] | None = None,
+                footnote: str = "") -> plt.Figure:
+    """Metric against env steps: mean over seeds and a standard-error band, a panel per map/setting.
+
+    One legend beside the panels when every panel shows the same methods (Fig. 3, Fig. 4); otherwise a legend
+    under each panel with that panel's methods only (Fig. 5's ablation groups). `y_range`: the metric's
+    possible range (a win rate's 0..1): the axis stays inside it and spans at least a tenth of it, so a
+    curve flat at 0 is drawn at the bottom of the axis rather than in the middle of a +-0.04 one. `names`:
+    the paper's legend name of a method label, shown before the label. `footnote`: a line under the figure
+    (the runs it leaves out)."""
     panels = data.panels
-    wrap = min(3, len(panels))
     methods = data.methods
-    grid = sns.relplot(
-        data=data.frame, x="step", y=data.metric, hue="method", hue_order=methods, palette=palette_for(methods),
-        col="panel", col_order=panels, col_wrap=wrap if len(panels) > 1 else None, kind="line", errorbar="se",
-        height=3.0, aspect=1.35, facet_kws={"sharey": False, "sharex": False},
-    )
-    grid.set_axis_labels("environment steps", ylabel or data.metric)
-    for ax in grid.axes.flat:
+    colours = palette_for(methods)
+    frame = data.frame
+    named = [m for m in (names or {}) if m in methods]  # the paper's legend order first, then by label
+    order = named + [m for m in methods if m not in named]
+    in_panel = {p: [m for m in order if m in set(frame.loc[frame["panel"] == p, "method"])] for p in panels}
+    shared = len({tuple(v) for v in in_panel.values()}) == 1
+    cols = 2 if len(panels) == 4 else min(3, len(panels))
+    rows = math.ceil(len(panels) / cols)
+    legend_height = 0.0 if shared else 0.35 + 0.17 * max(len(v) for v in in_panel.values())
+    width = 4.1 * cols + (0.25 * max(len(m) for m in methods) + 0.6 if shared else 0.0)
+    fig, axes = plt.subplots(rows, cols, figsize=(width, (3.0 + legend_height) * rows), squeeze=False,
+                             layout="constrained")
+    for ax, panel in zip(axes.flat, panels):
+        sns.lineplot(data=frame[frame["panel"] == panel], x="step", y=data.metric, hue="method",
+                     hue_order=in_panel[panel], palette=colours, errorbar="se", ax=ax, legend=False)
+        ax.set_title(panel, fontsize=9)
+        ax.set_xlabel("environment steps")
+        ax.set_ylabel(ylabel or data.metric)
         _format_steps_axis(ax)
-    grid.set_titles("{col_name}")
+        if y_range is not None:
+            low, high = y_range
+            bottom, top = ax.get_ylim()
+            bottom, top = max(bottom, low), min(top, high)
+            top = max(top, bottom + 0.1 * (high - low))
+            pad = 0.02 * (high - low)
+            ax.set_ylim(bottom - pad, min(top, high) + pad)
+        if not shared:
+            ax.legend(handles=_legend_handles(in_panel[panel], colours, names), loc="upper center",
+                      bbox_to_anchor=(0.5, -0.2), fontsize=7, frameon=False)
+    for ax in list(axes.flat)[len(panels):]:
+        ax.axis("off")
+    if shared:
+        fig.legend(handles=_legend_handles(order, colours, names), title="method", loc="outside right center",
+                   frameon=False)
     if title:
-        grid.figure.suptitle(title, y=1.02)
-    paths = save_figure(grid.figure, path_stem)
-    plt.close(grid.figure)
+        fig.suptitle(title)
+    if footnote:
+        fig.supxlabel(footnote, fontsize=7, ha="left", x=0.01, color="dimgray")
+    return fig
+
+
+def curves_figure(data: CurveData, path_stem: Path, title: str = "", ylabel: str | None = None,
+                  y_range: tuple[float, float] | None = None, names: dict[str, str] | None = None,
+                  footnote: str = "") -> list[Path]:
+    """`curves_axes`, saved as PNG and PDF."""
+    fig = curves_axes(data, title, ylabel, y_range, names, footnote)
+    paths = save_figure(fig, path_stem)
+    plt.close(fig)
     return paths
 
 

@@ -36,7 +36,24 @@ PALETTE: dict[str, str] = {
     "maddpg": "#6baed6",
     "nqmix": "#fd8d3c",
     "nqmix_m": "#74c476",
+    # ResQ Fig. 5's compositions, as method labels name them (analysis.stats.method_labels). The paper's
+    # ResQ and ResZ keep their algorithm's colour; the others are distinct from every method they share a
+    # panel with (Qtot-*: main function, Qr-*: residual, Ztot-*, Zr-*: the distributional ones).
+    "resq[main=qmix,residual=ff]": "#d62728",
+    "resz[main=datten,residual=datten]": "#ff7f0e",
+    "resq[main=vdn,residual=ff]": "#e7298a",
+    "resq[main=qatten,residual=ff]": "#e6ab02",
+    "resq[main=qmix,residual=qmix]": "#1b9e77",
+    "resq[main=qmix,residual=vdn]": "#7570b3",
+    "resq[main=qmix,residual=qatten]": "#a6761d",
+    "resz[main=ddn,residual=datten]": "#66a61e",
+    "resz[main=dmix,residual=datten]": "#000000",
+    "resz[main=datten,residual=ff]": "#f781bf",
+    "resz[main=datten,residual=ddn]": "#377eb8",
+    "resz[main=datten,residual=dmix]": "#a65628",
 }
+# Labels that are the same method under two names share a colour on purpose (default parts spelled out).
+SAME_METHOD = {"resq[main=qmix,residual=ff]": "resq", "resz[main=datten,residual=datten]": "resz"}
 
 
 def colour(label: str) -> str:

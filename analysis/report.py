@@ -42,6 +42,11 @@ def _most(count: int, total: int) -> bool:
     return total > 0 and 2 * count > total
 
 
+def _tied(a: float, b: float) -> bool:
+    """Final means equal up to rounding (six methods ending at exactly 0 are tied, not ranked by a sort)."""
+    return math.isclose(float(a), float(b), rel_tol=1e-9, abs_tol=1e-12)
+
+
 def combine(results: list[bool], missing: list[str], of: str = "all") -> str:
     if missing:
         return f"{NO_RUNS} (none for {', '.join(missing)})"
@@ -119,6 +124,16 @@ class Evaluator:
                 describe(m) for m in check["methods"])
         return Verdict(combine(results, missing, check.get("of", "all")), ours, expects)
 
+    @staticmethod
+    def rank_holds(means: list[float], index: int, allowed) -> bool:
+        """Whether the method at `index` of `means` (final means, one per method) ranks as allowed (1 = best).
+        A method tied with others holds every rank of the tie, so the claim holds only if all of them are
+        allowed: tied for first is not "the best"."""
+        value = means[index]
+        higher = sum(1 for m in means if not _tied(m, value) and m > value)
+        tied = sum(1 for m in means if _tied(m, value))
+        return all(rank in allowed for rank in range(higher + 1, higher + tied + 1))
+
     def _panels(self, data: CurveData, panel_selector: dict | None) -> list[str]:
         if panel_selector is None:
             return data.panels
@@ -160,15 +175,18 @@ class Evaluator:
                     pool = scores.index.tolist()
                     targets = {describe(m): labels(m) for m in check["ranks"]}
                     allowed = {describe(m): list(r) for m, r in check["ranks"].items()}
-                ranking = scores.loc[pool, "mean"].sort_values(ascending=False).index.tolist()
+                means = scores.loc[pool, "mean"].sort_values(ascending=False, kind="stable")
+                ranking = means.index.tolist()
                 for name, found in targets.items():
                     if not found:
                         missing.append(f"{name} in {panel}")
                     for label in found:
-                        results.append(ranking.index(label) + 1 in allowed[name])
+                        results.append(self.rank_holds(means.tolist(), ranking.index(label), allowed[name]))
                 if len(pool) < 2:
                     missing.append(f"a second method in {panel}")
-                ours.append(f"{panel}: ranking " + " > ".join(ranking))
+                ours.append(f"{panel}: ranking " + "".join(
+                    ("" if i == 0 else " = " if _tied(means.iloc[i - 1], value) else " > ") + label
+                    for i, (label, value) in enumerate(means.items())))
             elif kind in ("at_most", "at_least"):
                 use_max = check.get("of", "final") == "max"
                 for spec in check["methods"]:

@@ -10,7 +10,11 @@ Every run gets a status:
   failed      run.json says "failed", or error.txt exists
   unfinished  no run.json, and the last evaluation is short of t_max (or there is none)
 Only finished runs reach the tables and figures; the others are listed in `Runs.problems`, which the
-commands print. A half-written metrics.csv (a last line without its newline, or a row with the wrong
+commands print.
+
+Every run also gets `experiment`: the `experiment=` preset that made it (from run.json: the sweep job's
+overrides, else the command line), or "none". A curve analysis reads its own preset's runs and runs made
+without a preset, so two presets that share envs (ResQ Fig. 3 on SMAX and Fig. 5) do not mix. A half-written metrics.csv (a last line without its newline, or a row with the wrong
 number of fields) loses that row only, with a note.
 """
 
@@ -55,8 +59,8 @@ class Problem:
 class Runs:
     """Everything under one RUNS_DIR.
 
-    runs     one row per run directory: run_dir, status, reason, the run columns, t_max, test_interval,
-             last_t_env, evaluations, and `config` (the resolved config flattened to dotted keys)
+    runs     one row per run directory: run_dir, status, reason, the run columns, experiment (the preset),
+             t_max, test_interval, last_t_env, evaluations, and `config` (the resolved config flattened)
     metrics  one row per evaluation of the usable runs: the run columns, t_env, every metric, run_dir,
              status, and `step` (t_env rounded to the run's evaluation grid, so seeds line up)
     problems skipped runs and dropped rows, for the commands to print
@@ -165,6 +169,21 @@ def read_config(run_dir: Path, run_json: dict | None) -> tuple[dict, str]:
     return {}, ""
 
 
+def preset_of(run_json: dict | None) -> str:
+    """The `experiment=` preset a run was made with: the last `experiment=NAME` (`+` or `++` allowed) of its
+    sweep job's overrides, else of its command line; "none" without one (or without run.json)."""
+    if not run_json:
+        return "none"
+    job = run_json.get("job") if isinstance(run_json.get("job"), dict) else {}
+    for arguments in (job.get("overrides"), run_json.get("command")):
+        if not isinstance(arguments, list):
+            continue
+        names = [str(a).split("=", 1)[1] for a in arguments if str(a).lstrip("+").startswith("experiment=")]
+        if names:
+            return "none" if names[-1] in ("", "null") else names[-1]
+    return "none"
+
+
 def _number(value: Any) -> float:
     try:
         number = float(value)
@@ -242,7 +261,8 @@ def _load_one(run_dir: Path) -> tuple[dict, pd.DataFrame, list[str]]:
     last_t_env = float(frame["t_env"].iloc[-1]) if not frame.empty else math.nan
     status, reason = run_status(run_json, (run_dir / "error.txt").exists(), last_t_env, t_max)
     columns = _run_columns(frame, run_json, run_dir, flat)
-    record = {"run_dir": str(run_dir), "status": status, "reason": reason, **columns, "t_max": t_max,
+    record = {"run_dir": str(run_dir), "status": status, "reason": reason, **columns,
+              "experiment": preset_of(run_json), "t_max": t_max,
               "test_interval": test_interval, "last_t_env": last_t_env, "evaluations": len(frame),
               "config": flat}
     if not frame.empty:
@@ -292,7 +312,7 @@ def load_result_json(runs: Runs, name: str) -> pd.DataFrame:
         for column in RUN_COLUMNS:
             if value.get(column) is None:
                 value[column] = record[column]
-        value["run_dir"], value["config"] = record["run_dir"], record["config"]
+        value["run_dir"], value["config"], value["experiment"] = record["run_dir"], record["config"], record["experiment"]
         rows.append(value)
     frame = pd.DataFrame(rows)
     if not frame.empty:

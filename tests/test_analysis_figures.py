@@ -8,7 +8,7 @@ from analysis import figures
 from analysis.__main__ import main
 from analysis.curves import curve_data
 from analysis.experiments import CURVES
-from analysis.palette import PALETTE, colour
+from analysis.palette import PALETTE, SAME_METHOD, colour
 from analysis.runs import load_result_json, load_runs
 from tests.test_analysis_support import curve, write_run
 
@@ -67,6 +67,26 @@ def test_curve_figure_has_a_panel_per_setting_and_writes_png_and_pdf(tmp_path, c
         assert (tmp_path / "analysis" / f"resq_fig4.{suffix}").stat().st_size > 5000
 
 
+def test_metric_option_draws_and_tables_another_metric_beside_the_papers(tmp_path, capsys):
+    """A short SMAX sweep wins no game: --metric draws the paper's layout for the test return instead, in
+    files of their own, and leaves the win-rate files alone."""
+    for seed, (won, ret) in enumerate([([0, 0, 0], [0, 1, 3]), ([0, 0, 0], [0, 2, 5])]):
+        evaluations = [{**a, **b} for a, b in zip(curve(won, "test/battle_won_mean"), curve(ret))]
+        write_run(tmp_path, f"s{seed}", env="smax_3s_vs_5z", algorithm="resq", seed=seed, evaluations=evaluations)
+    assert main(["figure", "resq_fig3_smax", str(tmp_path)]) == 0
+    assert main(["figure", "resq_fig3_smax", str(tmp_path), "--metric", "test/return_mean"]) == 0
+    assert main(["table", "resq_fig3_smax", str(tmp_path), "--metric", "test/return_mean"]) == 0
+    out = capsys.readouterr().out
+    assert "# resq_fig3_smax: final test/return_mean" in out
+    assert "(drawn for test/return_mean, not the paper's test/battle_won_mean)" in out
+    assert "| resq | 4.00 ± 1.00 (n=2) |" in out  # 3 and 5
+    for name in ("resq_fig3_smax.png", "resq_fig3_smax_test_return_mean.png", "resq_fig3_smax_test_return_mean.pdf",
+                 "resq_fig3_smax_test_return_mean_final.md"):
+        assert (tmp_path / "analysis" / name).exists(), name
+    assert main(["table", "resq_table2", str(tmp_path), "--metric", "test/return_mean"]) == 2
+    assert "--metric applies to curve figures" in capsys.readouterr().err
+
+
 def test_curve_stats_align_seeds_and_match_the_hand_computation(tmp_path):
     write_fig4(tmp_path)
     data = curve_data(load_runs(tmp_path), "test/return_mean", CURVES["resq_fig4"])
@@ -84,6 +104,26 @@ def test_when_every_run_was_skipped_the_error_says_why(tmp_path, capsys):
     assert "no finished run with env matching predator_prey*" in err
     assert "crashed: failed (error.txt present; skipped)" in err
 
+
+
+def test_a_method_whose_runs_all_failed_is_named_under_the_figure(tmp_path, capsys):
+    """QPLEX failed in both seeds of the SMAX Fig. 3 sweep: the figure says so instead of silently
+    leaving it out of the legend."""
+    for seed in (0, 1):
+        write_run(tmp_path, f"resq_{seed}", env="smax_3s_vs_3z", algorithm="resq", seed=seed,
+                  evaluations=curve([0.0, 0.1], metric="test/battle_won_mean"))
+        write_run(tmp_path, f"qplex_{seed}", env="smax_3s_vs_3z", algorithm="qplex", seed=seed,
+                  evaluations=curve([0.0], metric="test/battle_won_mean"), t_max=1000, status="failed",
+                  run_json={"error": "NonFiniteLossError: the loss_td loss became nan"})
+    write_run(tmp_path, "qmix_cut", env="smax_3s_vs_3z", algorithm="qmix", seed=0, t_max=5000,
+              evaluations=curve([0.0, 0.0], metric="test/battle_won_mean"))
+    write_run(tmp_path, "pp", env="predator_prey", algorithm="vdn", seed=0, evaluations=curve([0.0]), error="boom")
+    assert main(["figure", "resq_fig3_smax", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "note: not drawn: qmix: 1 unfinished; qplex: 2 failed (NonFiniteLossError)" in out  # not the vdn run
+    data = curve_data(load_runs(tmp_path), "test/battle_won_mean", CURVES["resq_fig3_smax"])
+    fig = figures.curves_axes(data, footnote="not drawn: qplex: 2 failed")
+    assert fig.get_supxlabel() == "not drawn: qplex: 2 failed"
 
 def test_experiment_figures_select_their_envs(tmp_path, capsys):
     write_fig4(tmp_path)
@@ -111,6 +151,91 @@ def test_ablation_figure_groups_runs_into_the_papers_panels(tmp_path, capsys):
     assert main(["figure", "resq_fig5", str(tmp_path)]) == 0
     assert (tmp_path / "analysis" / "resq_fig5.png").exists()
 
+
+
+
+def test_panels_with_different_methods_get_a_legend_each_and_a_win_rate_axis_stays_in_0_1(tmp_path):
+    """Fig. 5's groups hold different methods: each panel's legend lists its own (with the paper's
+    legend name, in the paper's order first); Fig. 4's panels share one legend. A win rate flat at 0 is
+    drawn on an axis from about 0 to 0.1, not -0.04..0.04."""
+    for algorithm, main_function, residual in [("resq", "qmix", "ff"), ("resq", "vdn", "ff"), ("qmix", "qmix", "none"),
+                                               ("resq", "qmix", "qatten")]:
+        write_run(tmp_path / "fig5", f"{algorithm}_{main_function}_{residual}", env="smax_8m_vs_9m",
+                  algorithm=algorithm, seed=0, main_function=main_function, residual_function=residual,
+                  evaluations=curve([0.0, 0.0], metric="test/battle_won_mean"))
+    experiment = CURVES["resq_fig5"]
+    data = curve_data(load_runs(tmp_path / "fig5"), experiment.metric, experiment)
+    fig = figures.curves_axes(data, ylabel="test win rate", y_range=experiment.y_range, names=dict(experiment.names))
+    legends = {ax.get_title(): [t.get_text() for t in ax.get_legend().get_texts()] for ax in fig.axes if ax.get_legend()}
+    assert legends == {
+        "(a, b) main function: smax_8m_vs_9m": ["ResQ: resq[main=qmix,residual=ff]", "Qtot-VDN: resq[main=vdn,residual=ff]",
+                                                "qmix"],
+        "(d) residual function: smax_8m_vs_9m": ["ResQ: resq[main=qmix,residual=ff]",
+                                                 "Qr-QAtten: resq[main=qmix,residual=qatten]"],
+    }
+    assert not fig.legends
+    bottom, top = fig.axes[0].get_ylim()
+    assert -0.05 < bottom < 0 and 0.1 <= top < 0.2
+    lines = {line.get_color() for line in fig.axes[0].get_lines()}
+    assert PALETTE["resq"] in lines  # the paper's ResQ keeps ResQ's colour among its variants
+
+    write_fig4(tmp_path / "fig4")
+    fig4 = curve_data(load_runs(tmp_path / "fig4"), "test/return_mean", CURVES["resq_fig4"])
+    # p = 0 has two of p = -2's five methods: panels differ, so each gets its own legend
+    fig = figures.curves_axes(fig4)
+    assert [len(ax.get_legend().get_texts()) for ax in fig.axes if ax.get_legend()] == [2, 5]
+    shared = curve_data(load_runs(tmp_path / "fig4"), "test/return_mean", CURVES["resq_fig4"])
+    shared.frame = shared.frame[shared.frame["method"].isin(["resq", "qmix"])]
+    fig = figures.curves_axes(shared)
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["qmix", "resq"]
+    assert not any(ax.get_legend() for ax in fig.axes)
+
+def test_a_curve_analysis_reads_the_runs_of_its_own_preset_and_of_none(tmp_path, capsys):
+    """Fig. 3 (SMAX) and Fig. 5 both select env smax_*: a sweep of one must not leak into the other's
+    figure (Fig. 5's ResQ variants turned Fig. 3's "resq" into "resq[main=qmix,residual=ff]" and added
+    Qtot-VDN to its panel). The preset is read from run.json: the sweep job's overrides, else the command."""
+    def smax_run(name, algorithm, main_function, residual, seed, preset=None, single=False):
+        if preset is None:
+            record = {"command": ["resq/run.py", f"algorithm={algorithm}", "env=smax_8m_vs_9m"], "job": None}
+        elif single:
+            record = {"command": ["resq/run.py", f"+experiment={preset}", f"algorithm={algorithm}"], "job": None}
+        else:
+            record = {"command": ["resq/run.py", "-m", f"experiment={preset}"],
+                      "job": {"num": 0, "overrides": [f"seed={seed}", f"experiment={preset}"]}}
+        write_run(tmp_path, name, env="smax_8m_vs_9m", algorithm=algorithm, seed=seed, main_function=main_function,
+                  residual_function=residual, evaluations=curve([0.0, 0.2 + seed / 10], metric="test/battle_won_mean"),
+                  run_json=record)
+
+    for seed in (0, 1):
+        smax_run(f"fig3_resq_{seed}", "resq", "qmix", "ff", seed, "resq_fig3_smax")
+        smax_run(f"fig3_qmix_{seed}", "qmix", "qmix", "none", seed, "resq_fig3_smax")
+        smax_run(f"fig5_resq_{seed}", "resq", "qmix", "ff", seed, "resq_fig5")
+        smax_run(f"fig5_qtot_vdn_{seed}", "resq", "vdn", "ff", seed, "resq_fig5")
+    smax_run("fig5_qr_qatten", "resq", "qmix", "qatten", 0, "resq_fig5", single=True)
+    smax_run("plain_vdn", "vdn", "vdn", "none", 0)  # no preset: any analysis of its env may read it
+    # predator-prey logs no win rate: not a Fig. 5 env (its panels used to hold empty predator-prey curves)
+    write_run(tmp_path, "plain_pp", env="predator_prey", algorithm="resq", seed=0, main_function="qmix",
+              residual_function="ff", evaluations=curve([0.0, 1.0]))
+    runs = load_runs(tmp_path)
+    assert runs.runs.set_index("run_dir")["experiment"].to_dict()[str(tmp_path / "plain_vdn")] == "none"
+
+    fig3 = curve_data(runs, "test/battle_won_mean", CURVES["resq_fig3_smax"])
+    assert fig3.methods == ["qmix", "resq", "vdn"]
+    assert sorted(fig3.runs["run_dir"].map(lambda d: d.rsplit("/", 1)[-1])) == [
+        "fig3_qmix_0", "fig3_qmix_1", "fig3_resq_0", "fig3_resq_1", "plain_vdn"]
+    fig5 = curve_data(runs, "test/battle_won_mean", CURVES["resq_fig5"])
+    assert fig5.methods == ["resq[main=qmix,residual=ff]", "resq[main=qmix,residual=qatten]",
+                            "resq[main=vdn,residual=ff]", "vdn"]
+    assert fig5.frame[fig5.frame["method"] == "resq[main=qmix,residual=ff]"]["run_dir"].nunique() == 2
+    assert set(fig5.runs["env"]) == {"smax_8m_vs_9m"}
+
+    only_fig5 = tmp_path / "only_fig5"
+    only_fig5.mkdir()
+    for name in ("fig5_resq_0", "fig5_qtot_vdn_0"):
+        (tmp_path / name).rename(only_fig5 / name)
+    assert main(["figure", "resq_fig3_smax", str(only_fig5)]) == 2
+    err = capsys.readouterr().err
+    assert "2 finished run(s) with env matching smax_* were made by another preset (resq_fig5: 2)" in err
 
 def quadratic_max(actions: torch.Tensor) -> torch.Tensor:
     """A stand-in reward surface of the MTQ shape (two bumps), so the test needs no env package."""
@@ -164,7 +289,9 @@ def test_mtq_figure_without_the_env_package_still_draws_the_paths(tmp_path, caps
 
 def test_each_method_keeps_its_colour():
     assert colour("resq") == PALETTE["resq"] and colour("qmix") == PALETTE["qmix"]
-    assert len(set(PALETTE.values())) == len(PALETTE)
+    distinct = {label: c for label, c in PALETTE.items() if label not in SAME_METHOD}
+    assert len(set(distinct.values())) == len(distinct)
+    assert all(PALETTE[label] == PALETTE[same] for label, same in SAME_METHOD.items())
     variant = "resq[main=vdn,residual=ff]"
     assert colour(variant) == colour(variant) and colour(variant).startswith("#")
 

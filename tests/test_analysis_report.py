@@ -30,6 +30,11 @@ def test_every_entry_and_claim_names_its_source_and_a_registered_experiment():
             assert entry.source and entry.label
     for c in CLAIMS:
         assert c.source and c.text and c.experiment in EXPERIMENTS, c.id
+        groups = [title for title, _ in getattr(EXPERIMENTS[c.experiment], "groups", ())]
+        for panel in (c.panel or {}, c.other_panel or {}):  # a misspelt group would match no panel
+            assert "group" not in panel or panel["group"] in groups, c.id
+        if groups and c.kind != "text":  # a figure of panel groups: a claim is about one group
+            assert (c.panel or {}).get("group") in groups, c.id
     assert {c.paper for c in CLAIMS} <= {"resq", "qtran", "fop"}
 
 
@@ -141,3 +146,54 @@ def test_a_claim_across_panels_compares_each_method_with_itself(tmp_path):
     verdict = Evaluator(load_runs(tmp_path)).evaluate(claim("qtran_fig3_full_exploration"))
     assert verdict.verdict == "does not hold"  # VDN drops (1.5 < 5.5), QMIX does not (3 > 2)
     assert any(line.startswith("gaussian_squeeze, epsilon_finish=1: ") for line in verdict.ours)
+
+
+# ResQ Fig. 5 on SMAX's 8m_vs_9m: final win rates per seed of every legend entry (two seeds)
+FIG5_FINALS = {
+    ("resq", "qmix", "ff"): [0.6, 0.7], ("resq", "vdn", "ff"): [0.5, 0.5], ("resq", "qatten", "ff"): [0.4, 0.5],
+    ("qmix", "qmix", "none"): [0.3, 0.4], ("vdn", "vdn", "none"): [0.2, 0.2], ("qatten", "qatten", "none"): [0.45, 0.5],
+    ("resq", "qmix", "qmix"): [0.6, 0.6], ("resq", "qmix", "vdn"): [0.5, 0.6], ("resq", "qmix", "qatten"): [0.1, 0.2],
+    ("resz", "datten", "datten"): [0.5, 0.6], ("resz", "ddn", "datten"): [0.4, 0.4], ("resz", "dmix", "datten"): [0.3, 0.3],
+    ("datten", "datten", "none"): [0.2, 0.2], ("ddn", "ddn", "none"): [0.1, 0.1], ("dmix", "dmix", "none"): [0.0, 0.1],
+    ("resz", "datten", "ff"): [0.7, 0.7], ("resz", "datten", "ddn"): [0.1, 0.1], ("resz", "datten", "dmix"): [0.1, 0.2],
+}
+
+
+def test_fig5_claims_are_checked_in_their_own_panel_group(tmp_path):
+    """Each Fig. 5 claim names its panel group: the main-function claim is judged in (a, b) only, not also in
+    (c), (d), (e), where its methods are not drawn (that made every Fig. 5 claim 'no runs')."""
+    for (algorithm, main_function, residual), values in FIG5_FINALS.items():
+        for seed, value in enumerate(values):
+            write_run(tmp_path, f"{algorithm}_{main_function}_{residual}_{seed}", env="smax_8m_vs_9m",
+                      algorithm=algorithm, seed=seed, main_function=main_function, residual_function=residual,
+                      evaluations=curve([0.0, value], metric="test/battle_won_mean"))
+    evaluator = Evaluator(load_runs(tmp_path))
+    main_claim = evaluator.evaluate(claim("resq_fig5_main"))
+    # ResQ 0.65 > QMIX 0.35, Qtot-VDN 0.5 > VDN 0.2, but Qtot-QAtten 0.45 = QAtten 0.475 fails
+    assert main_claim.verdict == "does not hold"
+    assert [line.split(":")[0] for line in main_claim.ours] == ["(a, b) main function"]
+    assert evaluator.evaluate(claim("resq_fig5_main_qmix_preferred")).verdict == "holds"
+    assert evaluator.evaluate(claim("resq_fig5_distributional_main")).verdict == "holds"
+    assert evaluator.evaluate(claim("resq_fig5_residual")).verdict == "holds"  # FF 0.65 > Qr-QAtten 0.15
+    residual = evaluator.evaluate(claim("resq_fig5_distributional_residual"))
+    assert residual.verdict == "does not hold"  # Zr-FF 0.7 beats ResZ's 0.55
+    assert any("ranking resz[main=datten,residual=ff] > resz[main=datten,residual=datten]" in line
+               for line in residual.ours)
+
+
+def test_a_method_tied_for_first_is_not_the_best(tmp_path):
+    """The reduced-budget Fig. 4 sweep: at p = -2 six methods end at exactly 0 and QTRAN below; 'ResQ obtains
+    the best returns' held because ResQ came first in a sort among equals. A tie for first is not best, and
+    a tied rank holds only if every rank of the tie is allowed."""
+    finals = {"resq": [0.0, 0.0], "vdn": [0.0, 0.0], "qtran_base": [-1.0, -2.0]}
+    for algorithm, values in finals.items():
+        for seed, value in enumerate(values):
+            write_run(tmp_path, f"{algorithm}_{seed}", env="predator_prey", algorithm=algorithm, seed=seed,
+                      evaluations=curve([-0.5, value]), config={"env": {"punishment": -2}})
+    evaluator = Evaluator(load_runs(tmp_path))
+    best = evaluator.evaluate(claim("resq_fig4_p-2_best"))
+    assert best.verdict == "does not hold"
+    assert any(line.endswith("ranking resq = vdn > qtran_base") for line in best.ours), best.ours
+    assert Evaluator.rank_holds([1.0, 0.5, 0.5, 0.0], 1, [2, 3])  # tied for 2nd-3rd: both allowed
+    assert not Evaluator.rank_holds([1.0, 0.5, 0.5, 0.0], 1, [2])  # second only by the order of a sort
+    assert Evaluator.rank_holds([1.0, 0.5, 0.5, 0.0], 3, [4]) and not Evaluator.rank_holds([1.0, 1.0], 0, [1])

@@ -16,9 +16,10 @@ def write_run(root: Path, name: str, *, env: str, algorithm: str, seed: int, eva
               main_function: str = "none", residual_function: str = "none", t_max: int | None = None,
               test_interval: int = 1000, config: dict | None = None, status: str | None = None,
               matrix_game: dict | None = None, mtq: dict | None = None, error: str | None = None,
-              truncate_last: bool = False, write_config: bool = True) -> Path:
+              truncate_last: bool = False, write_config: bool = True, run_json: dict | None = None) -> Path:
     """One run directory. `evaluations`: rows of {t_env, metric: value}. t_max defaults to the last t_env
-    (a finished run). `config` is merged into the resolved config (nested dicts)."""
+    (a finished run). `config` is merged into the resolved config (nested dicts). `run_json`: more fields
+    of run.json (e.g. `command`, `job`), which is then written with status `status` or "finished"."""
     run = root / name
     run.mkdir(parents=True)
     columns = {"env": env, "algorithm": algorithm, "main_function": main_function,
@@ -40,8 +41,9 @@ def write_run(root: Path, name: str, *, env: str, algorithm: str, seed: int, eva
     if truncate_last:  # a crash while the last row was being written
         text = (run / "metrics.csv").read_text().rstrip("\n")
         (run / "metrics.csv").write_text(text[: text.rfind("\n") + 4])
-    if status is not None:
-        (run / "run.json").write_text(json.dumps({"status": status, "seed": seed, "config": resolved}))
+    if status is not None or run_json is not None:
+        record = {"status": status or "finished", "seed": seed, "config": resolved, **(run_json or {})}
+        (run / "run.json").write_text(json.dumps(record))
     if error is not None:
         (run / "error.txt").write_text(error)
     if matrix_game is not None:

@@ -127,3 +127,61 @@ def test_experiments_compose():
     for name in options("experiment"):
         cfg = compose_config([f"experiment={name}"], return_hydra_config=True)
         assert cfg.hydra.sweeper.params, f"experiment {name} pins no sweep"
+
+
+# ResQ paper Fig. 5, Sec. 5.5: each legend entry as (algorithm, main_function, residual_function), and the
+# panels of analysis.experiments.CURVES["resq_fig5"] it belongs to. Written from the paper's text, not from
+# conf/variant/, so a variant file that swaps a part fails here.
+FIG5 = {
+    "resq": (("resq", "qmix", "ff"), {"main", "residual"}),
+    "qtot_vdn": (("resq", "vdn", "ff"), {"main"}),
+    "qtot_qatten": (("resq", "qatten", "ff"), {"main"}),
+    "qmix": (("qmix", "qmix", "none"), {"main"}),
+    "vdn": (("vdn", "vdn", "none"), {"main"}),
+    "qatten": (("qatten", "qatten", "none"), {"main"}),
+    "resz": (("resz", "datten", "datten"), {"distributional main", "distributional residual"}),
+    "ztot_ddn": (("resz", "ddn", "datten"), {"distributional main"}),
+    "ztot_dmix": (("resz", "dmix", "datten"), {"distributional main"}),
+    "datten": (("datten", "datten", "none"), {"distributional main"}),
+    "ddn": (("ddn", "ddn", "none"), {"distributional main"}),
+    "dmix": (("dmix", "dmix", "none"), {"distributional main"}),
+    "qr_qmix": (("resq", "qmix", "qmix"), {"residual"}),
+    "qr_vdn": (("resq", "qmix", "vdn"), {"residual"}),
+    "qr_qatten": (("resq", "qmix", "qatten"), {"residual"}),
+    "zr_ff": (("resz", "datten", "ff"), {"distributional residual"}),
+    "zr_ddn": (("resz", "datten", "ddn"), {"distributional residual"}),
+    "zr_dmix": (("resz", "datten", "dmix"), {"distributional residual"}),
+}
+
+
+def fig5_variants() -> list[str]:
+    return compose_config(["experiment=resq_fig5"], return_hydra_config=True).hydra.sweeper.params.variant.split(",")
+
+
+def test_the_fig5_preset_sweeps_every_legend_entry_of_the_paper_once():
+    variants = fig5_variants()
+    assert sorted(variants) == sorted(FIG5) and len(set(variants)) == len(variants)
+    assert set(variants) == set(options("variant"))
+
+
+@pytest.mark.parametrize("variant", sorted(FIG5))
+def test_each_fig5_variant_composes_builds_and_records_its_parts(variant):
+    """The variant's choices reach the result columns (resq.run.run_columns), the learner builds with
+    them (an invalid pair would raise here), and analysis puts the run in the paper's panels."""
+    from analysis.experiments import CURVES, groups_of
+    from resq.run import run_columns
+
+    cfg = compose_config(["experiment=resq_fig5", f"variant={variant}"], return_hydra_config=True)
+    choices = dict(cfg.hydra.runtime.choices)
+    columns = run_columns(cfg, choices)
+    parts, panels = FIG5[variant]
+    assert (columns["algorithm"], columns["main_function"], columns["residual_function"]) == parts
+    assert columns["env"] == "smax_8m_vs_9m"
+    if parts[2] != "none":  # the residual's mixer is the chosen one, not the algorithm's default
+        assert cfg.residual_function._target_ == compose_config([f"residual_function={parts[2]}"]).residual_function._target_
+    assert cfg.main_function._target_ == compose_config([f"main_function={parts[1]}"]).main_function._target_
+    spec = build_datamodule(compose_config(["env=matrix_resq"])).spec
+    learner = build_learner(cfg, spec)
+    assert ("residual" in learner.nets) == (parts[2] != "none")
+    titles = groups_of({**columns, "config": {}}, CURVES["resq_fig5"].groups)
+    assert {t.split(") ", 1)[1].removesuffix(" function") for t in titles} == panels
