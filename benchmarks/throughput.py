@@ -158,7 +158,7 @@ class LoopTimer(pl.Callback):
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         if self._clock is None:  # the training env (and its workers) exists by the first batch
-            self._clock = Clock(worker_pids(trainer.datamodule.train_env))
+            self._clock = Clock(trainer.datamodule.worker_pids)
         wall, cpu = self._clock.read()
         self.marks.append((wall - self.eval_wall, cpu - self.eval_cpu, trainer.datamodule.t_env,
                            self._clock.read_workers()))
@@ -178,7 +178,7 @@ class LoopTimer(pl.Callback):
             raise RuntimeError(f"only {len(self.marks)} training batches were timed: raise --train-steps well above "
                                f"the buffer warm-up (data.batch_size episodes)")
         (w0, c0, t0, k0), (w1, c1, t1, k1) = self.marks[0], self.marks[-1]
-        workers = [b - a for a, b in zip(k0, k1)]  # the training env's workers (the test env's are apart)
+        workers = [b - a for a, b in zip(k0, k1)]  # the rollout worker, the training env's workers (not the test env's)
         return {**rates(t1 - t0, w1 - w0, c1 - c0, workers), "updates": len(self.marks) - 1,
                 "eval_wall_s": self.eval_wall}
 
@@ -275,7 +275,7 @@ def measure_parts(cfg, choices, args) -> dict:
     out["stored"] = buffer_bytes(buffer)
     out["info"] = {
         "n_envs": env.n_envs, "n_agents": env.spec.n_agents, "episode_limit": env.spec.episode_limit,
-        "env_workers": len(pids),
+        "env_workers": len(pids), "rollout_worker": bool(cfg.data.get("rollout_worker", False)),
         "batch_size": datamodule.batch_size, "updates_per_rollout": datamodule.updates_per_rollout,
         "batch_mean_episode_length": float(batch.lengths.float().mean()),
     }
@@ -319,7 +319,7 @@ def main() -> None:
         **info, "epsilon": args.epsilon, "torch_threads": threads,
     }
     raw, collection, update_ms, sample_ms = parts["raw"], parts["collection"], parts["update_ms"], parts["sample_ms"]
-    clocks = ["wall", "cpu"] + (["cpu_all"] if info["env_workers"] else [])
+    clocks = ["wall", "cpu"] + (["cpu_all"] if info["env_workers"] or info["rollout_worker"] else [])
     results["clocks"] = clocks
 
     def pick(x: dict, clock: str) -> float:  # updates, samples and the bare env run in this process only
@@ -346,9 +346,11 @@ def main() -> None:
             r["ratios"].update({
                 "training_over_raw": med["training_steps_per_s"] / med["raw_steps_per_s"],
                 "training_over_collection": med["training_steps_per_s"] / med["collection_steps_per_s"],
-                # of one training step's time (steps_per_update env steps + one update), the share in the update
-                "update_share_of_training": (med["update_ms"] / 1e3) * med["training_steps_per_s"] / steps_per_update,
             })
+        if training and not info["rollout_worker"]:  # (with the rollout worker, updates overlap collection)
+            # of one training step's time (steps_per_update env steps + one update), the share in the update
+            r["ratios"]["update_share_of_training"] = (
+                (med["update_ms"] / 1e3) * med["training_steps_per_s"] / steps_per_update)
             # what a training step costs beyond its update, its buffer sample and its share of collection
             # measured alone: Lightning's loop, hooks and logging, the data module's bookkeeping, and the
             # parts running slower inside the loop than alone (each evicts the other's caches; py-spy
@@ -378,6 +380,8 @@ def report(r: dict, reference: float | None) -> str:
     c = r["choices"]
     clocks = r.get("clocks", ["wall", "cpu"])
     workers = f", {r['env_workers']} env worker processes" if r.get("env_workers") else ""
+    if r.get("rollout_worker"):
+        workers += ", rollouts in a worker process (overlapping updates)"
     title = (f"{c['algorithm']} on {c['env']} (agent {c['agent']}), B={r['n_envs']} envs{workers}, N={r['n_agents']}, "
              f"batch {r['batch_size']}, epsilon {r['epsilon']}, {r['torch_threads']} torch thread(s); "
              f"load average {r['machine']['load_before'][0]:.1f} -> {r['machine']['load_after'][0]:.1f}")
