@@ -206,13 +206,16 @@ class RolloutDataModule(pl.LightningDataModule):
                 samples = min(len(self.buffer) + self.n_envs, self.buffer_size) >= self.batch_size
                 ticket = worker.request(policy)
                 if not samples:  # buffer warm-up: no update to overlap with
-                    worker.wait(ticket)
+                    if worker.wait(ticket)["steps"]:
+                        raise RuntimeError("rollout worker: batches were sampled during the buffer warm-up")
                     continue
                 yield from worker.batches(ticket)
                 worker.wait(ticket)  # t_env after it, for the loop's test
             self.generator.set_state(worker.end_epoch())
+        except GeneratorExit:  # Lightning stopped iterating: the worker stays (its rollout counts, as in process)
+            raise
         except BaseException:
-            self._close_worker()  # an error here or in the learner (GeneratorExit): no worker left behind
+            self._close_worker()  # an error here or in the worker: no worker left behind
             raise
 
     def on_before_batch_transfer(self, batch, dataloader_idx: int):

@@ -140,7 +140,9 @@ class RolloutWorker:
         return pending
 
     def wait(self, ticket: int) -> dict | None:
-        """The result of rollout `ticket` (waiting for it), after copying its counters into the data module."""
+        """The result of rollout `ticket` (waiting for it), after copying its counters into the data module.
+        Results are kept until their batches are taken (only rollouts with batches are kept)."""
+        result = self.results.get(ticket)
         while self.received < ticket:
             kind, result = self._recv()
             assert kind == "rollout", kind
@@ -148,8 +150,9 @@ class RolloutWorker:
             dm = self.datamodule
             dm.t_env, dm.episodes = result["t_env"], result["episodes"]
             dm.buffer._next, dm.buffer._size = result["next"], result["size"]
-            self.results[self.received] = result
-        return self.results.get(ticket)
+            if result["steps"] and self.received in self.pending:
+                self.results[self.received] = result
+        return result
 
     def take(self, ticket: int, index: int) -> EpisodeBatch:
         """Copy batch `index` of rollout `ticket` out of its slot."""
