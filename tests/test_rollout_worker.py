@@ -4,6 +4,8 @@ replay buffer), the metrics; a failure in the worker is raised in the run with i
 outlives its run."""
 
 import multiprocessing as mp
+import sys
+import types
 
 import pytest
 import pytorch_lightning as pl
@@ -97,4 +99,13 @@ def test_the_worker_drives_env_worker_processes_to_the_same_numbers(tmp_path):
     assert remote_metrics == local_metrics
     for key, value in local.weights.items():
         assert torch.equal(value, remote.weights[key]), key
+    assert not mp.active_children()
+
+
+def test_a_process_running_jax_is_not_forked(tmp_path, monkeypatch):
+    """SMAX runs JAX, whose threads do not survive a fork: the worker is refused with the fix, before training."""
+    monkeypatch.setitem(sys.modules, "jax", types.ModuleType("jax"))
+    cfg, choices = compose_run(QUICK + ["t_max=640", "test_interval=320", "data.rollout_worker=true"])
+    with pytest.raises(RolloutWorkerError, match=r"runs JAX .* set data.rollout_worker=false"):
+        train(cfg, tmp_path, choices)
     assert not mp.active_children()

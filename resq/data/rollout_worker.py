@@ -17,13 +17,15 @@ while this one updates, and every number stays what the in-process loop computes
 
 A failure in the worker is raised here with its traceback; the worker ends when the data module
 closes, when this process exits (daemon) and when its pipe closes. Needs the "fork" start method
-(Linux; macOS works but is not tested here).
+(Linux; macOS works but is not tested here), and is refused in a process that has imported JAX (the
+SMAX envs), whose threads do not survive a fork.
 """
 
 from __future__ import annotations
 
 import multiprocessing as mp
 import signal
+import sys
 import traceback
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
@@ -73,8 +75,11 @@ class RolloutWorker:
 
     def __init__(self, datamodule: RolloutDataModule, policy: Policy) -> None:
         if "fork" not in mp.get_all_start_methods():
-            raise RuntimeError("data.rollout_worker=true needs the 'fork' start method, which this platform lacks; "
-                               "set data.rollout_worker=false")
+            raise RolloutWorkerError("data.rollout_worker=true needs the 'fork' start method, which this platform "
+                                     "lacks; set data.rollout_worker=false")
+        if "jax" in sys.modules:  # SMAX: a forked copy of JAX's threads deadlocks (JAX warns so itself)
+            raise RolloutWorkerError("data.rollout_worker=true cannot fork this process: it runs JAX (the SMAX envs), "
+                                     "whose threads do not survive a fork; set data.rollout_worker=false")
         dm = datamodule
         self.batch_size, self.n_batches = dm.batch_size, max(dm.updates_per_rollout, 1)
         _share(dm.buffer._storage)  # in place: the worker's inserts land in this process's buffer
