@@ -29,11 +29,13 @@ Every rate is given twice: per wall-clock second and per CPU second of this proc
 waits for a core accrues no CPU time. Each figure is the median of --repeats interleaved blocks, with
 the spread. The load average before and after is recorded.
 
-When the training env steps shares of its copies in worker processes (`env.workers`, `worker_pids`),
-the CPU of this process leaves theirs out, so one more rate is given: per CPU second of this process and
+When the training env steps shares of its copies in worker processes (`env.workers`) or its rollouts
+run in a worker (`data.rollout_worker=true`; `RolloutDataModule.worker_pids` lists them all), the CPU of
+this process leaves theirs out, so one more rate is given: per CPU second of this process and
 its workers together ("cpu_all", from /proc/<pid>/stat in 10 ms ticks, Linux): what the work costs.
 On idle cores the processes run in parallel, so the wall clock can beat it (at best by the number of
-cores); on a loaded machine neither CPU rate says what the wall clock of an idle one would be.
+cores); on a loaded machine neither CPU rate says what the wall clock of an idle one would be. With the
+rollout worker the update share and loop overhead are not computed: updates overlap collection.
 """
 
 from __future__ import annotations
