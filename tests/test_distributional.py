@@ -9,8 +9,8 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from resq.data import masked_argmax
 from envs import EnvSpec
+from resq.data import masked_argmax
 from resq.learners import DistributionalValueFactorization, IncompatibleComponentsError
 from resq.learners.value_factorization import build_mixer
 from resq.nn import (

@@ -197,6 +197,27 @@ class EpisodeBatch:
         """The episodes at `rows` (an index tensor or slice), with the same counters."""
         return EpisodeBatch(**{name: getattr(self, name)[rows] for name in _STORED}, info=dict(self.info))
 
+    def clone(self) -> EpisodeBatch:
+        """A copy that owns its tensors (e.g. of a view into shared memory that will be overwritten)."""
+        return EpisodeBatch(**{name: getattr(self, name).clone() for name in _STORED}, info=dict(self.info))
+
+    def share_memory_(self) -> EpisodeBatch:
+        """Move every tensor's storage to shared memory, in place (a forked process then writes what this
+        one reads); returns self."""
+        for name in _STORED:
+            getattr(self, name).share_memory_()
+        return self
+
+    def write_into(self, target: EpisodeBatch, rows: slice) -> None:
+        """Copy these episodes into `rows` of `target`, a batch with room for at least as many steps (the
+        columns after this batch's last step are left as they were)."""
+        for name in _STORED:
+            value, dst = getattr(self, name), getattr(target, name)[rows]
+            if name == "battle_won":
+                dst.copy_(value)
+            else:
+                dst[:, : value.shape[1]].copy_(value)
+
     def truncate(self, max_steps: int) -> EpisodeBatch:
         """The same episodes with time cut to `max_steps` steps (drops all-padding columns); itself when
         there is nothing to cut."""

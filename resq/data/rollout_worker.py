@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from resq.data.collector import EpisodeCollector, Policy
-from resq.data.episodes import _STORED, EpisodeBatch
+from resq.data.episodes import EpisodeBatch
 
 if TYPE_CHECKING:
     from resq.data.datamodule import RolloutDataModule
@@ -47,12 +47,6 @@ class RolloutWorkerError(RuntimeError):
 def _policy_tensors(policy: Policy) -> list[torch.Tensor]:
     """Everything the policy's state_dict holds (parameters and buffers, the target networks included)."""
     return [t.detach() for t in policy.state_dict().values()] if hasattr(policy, "state_dict") else []
-
-
-def _share(batch: EpisodeBatch) -> EpisodeBatch:
-    for name in _STORED:
-        getattr(batch, name).share_memory_()
-    return batch
 
 
 @dataclass
@@ -82,8 +76,8 @@ class RolloutWorker:
                                      "whose threads do not survive a fork; set data.rollout_worker=false")
         dm = datamodule
         self.batch_size, self.n_batches = dm.batch_size, max(dm.updates_per_rollout, 1)
-        _share(dm.buffer._storage)  # in place: the worker's inserts land in this process's buffer
-        self.slots = [_share(EpisodeBatch.empty(dm.spec, self.batch_size * self.n_batches)) for _ in range(2)]
+        dm.buffer._storage.share_memory_()  # in place: the worker's inserts land in this process's buffer
+        self.slots = [EpisodeBatch.empty(dm.spec, self.batch_size * self.n_batches).share_memory_() for _ in range(2)]
         self.shared = [t.clone().share_memory_() for t in _policy_tensors(policy)]
         self.requested = self.received = 0  # rollout tickets sent, and results received
         self.results: dict[int, dict] = {}  # received, not yet taken by every batch
@@ -162,16 +156,9 @@ class RolloutWorker:
     def take(self, ticket: int, index: int) -> EpisodeBatch:
         """Copy batch `index` of rollout `ticket` out of its slot."""
         result = self.wait(ticket)
-        t = result["steps"][index]
         rows = slice(index * self.batch_size, (index + 1) * self.batch_size)
-        slot = self.slots[ticket % 2]
-        fields = {}
-        for name in _STORED:
-            value = getattr(slot, name)[rows]
-            if name != "battle_won":
-                value = value[:, : t + 1] if name in ("obs", "state", "avail") else value[:, :t]
-            fields[name] = value.clone()
-        batch = EpisodeBatch(**fields, info=dict(result["info"]))
+        batch = self.slots[ticket % 2].select(rows).truncate(result["steps"][index]).clone()
+        batch.info = dict(result["info"])
         result["taken"] = result.get("taken", 0) + 1
         if result["taken"] == len(result["steps"]):
             del self.results[ticket]
@@ -221,19 +208,12 @@ def _serve(dm: RolloutDataModule, policy: Policy, conn: Connection, shared: list
                 if live:
                     torch._foreach_copy_(live, shared)
                 batches, info = dm.rollout(collector, policy)
-                slot, steps = slots[payload], []
                 for u, batch in enumerate(batches):
-                    rows, t = slice(u * len(batch.battle_won), (u + 1) * len(batch.battle_won)), batch.max_steps
-                    for name in _STORED:
-                        value, target = getattr(batch, name), getattr(slot, name)[rows]
-                        if name == "battle_won":
-                            target.copy_(value)
-                        else:
-                            target[:, : value.shape[1]].copy_(value)
-                    steps.append(t)
+                    batch.write_into(slots[payload], slice(u * batch.batch_size, (u + 1) * batch.batch_size))
+                steps = [batch.max_steps for batch in batches]
                 conn.send(("rollout", {"t_env": dm.t_env, "episodes": dm.episodes, "next": dm.buffer._next,
                                        "size": len(dm.buffer), "info": info, "steps": steps}))
-    except BaseException:
+    except Exception:  # noqa: BLE001 - handed to the run, which raises it with this traceback
         try:
             conn.send(("error", traceback.format_exc()))
         except (OSError, BrokenPipeError):
